@@ -1,0 +1,15 @@
+import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer } from "@effect/platform"
+import { Layer } from "effect"
+import { Api } from "./Api.ts"
+import { ChatsHttp } from "./ChatsHttp.ts"
+import { ErrorBodies } from "./ErrorBodies.ts"
+import { SystemHttp } from "./SystemHttp.ts"
+
+/** The API's handlers, the OpenAPI document and its docs page, served on whatever `HttpServer` is given. */
+export const HttpLive = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+  Layer.provide(ErrorBodies),
+  Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide([SystemHttp, ChatsHttp]))),
+  HttpServer.withLogAddress
+)

@@ -1,0 +1,157 @@
+import { LanguageModel, Prompt } from "@effect/ai"
+import type { AiError } from "@effect/ai"
+import { Cause, Clock, Duration, Effect, Exit, Option, Schedule, Stream } from "effect"
+import { GenerationFailed } from "../domain/Generation.ts"
+import type { ErrorInfo, Usage } from "../domain/Generation.ts"
+import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
+import type { PromptDraft } from "../domain/Prompt.ts"
+import { AppConfig } from "./AppConfig.ts"
+import { ChatsRepo } from "./ChatsRepo.ts"
+import { GenerationsRepo } from "./GenerationsRepo.ts"
+import type { GenerationOutcome } from "./GenerationsRepo.ts"
+import { sha256Of } from "./Hashing.ts"
+import { GenerationSettings } from "./llm/GenerationSettings.ts"
+import { ModelInfo } from "./llm/LanguageModelLive.ts"
+import { failureOf } from "./llm/LlmFailure.ts"
+import { makeId } from "./Uuid.ts"
+
+export interface GenerateRequest {
+  readonly chatId: ChatId
+  readonly assistantMessageId: MessageId
+  readonly variantId: VariantId
+  readonly prompt: PromptDraft
+  readonly settings: Readonly<Record<string, unknown>>
+  /** Set when the generation is a run's `llm` step. */
+  readonly runId?: RunId | undefined
+  readonly stepRunId?: StepRunId | undefined
+}
+
+/** What a generation streams: its row exists, then text, then how it finished. */
+export type GenerationEvent =
+  | { readonly _tag: "Started"; readonly generationId: GenerationId; readonly provider: string; readonly model: string }
+  | { readonly _tag: "Delta"; readonly content: string }
+  | { readonly _tag: "Finished"; readonly finishReason: string | null; readonly usage: Usage | null }
+
+const toPrompt = (draft: PromptDraft): Prompt.Prompt =>
+  Prompt.make(draft.messages.map((message) =>
+    message.role === "system"
+      ? { role: "system" as const, content: message.content }
+      : { role: message.role, content: [{ type: "text" as const, text: message.content }] }
+  ))
+
+const currentDate = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
+
+/**
+ * The chat-core's streaming generation (spec 30, `llm`). `generate` creates the
+ * `llm_generations` row, streams the model's answer, writes the text to the variant at most once
+ * per `FLUSH_INTERVAL_MS` and once at the end, and closes the row from the stream's `Exit`:
+ * `done` when the model finished, `error` with its code when it failed, `aborted` when the
+ * consumer was interrupted or stopped early. A silence of `LLM_IDLE_TIMEOUT_MS` (first chunk
+ * included) fails it with `upstream_timeout`.
+ */
+export class Generations extends Effect.Service<Generations>()("turn-runner/Generations", {
+  effect: Effect.gen(function*() {
+    const config = yield* AppConfig
+    const model = yield* LanguageModel.LanguageModel
+    const info = yield* ModelInfo
+    const repo = yield* GenerationsRepo
+    const chats = yield* ChatsRepo
+    const idleTimeout = Duration.millis(config.llmIdleTimeoutMs)
+    const flushInterval = Duration.millis(config.flushIntervalMs)
+
+    const generate = (request: GenerateRequest): Stream.Stream<GenerationEvent, GenerationFailed> =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const generationId = yield* makeId<GenerationId>()
+        const modelName = typeof request.settings.model === "string" ? request.settings.model : info.model
+        let text = ""
+        let flushedLength = 0
+        let finished: Extract<GenerationEvent, { _tag: "Finished" }> | undefined
+
+        const flush = Effect.suspend(() => {
+          if (text.length === flushedLength) return Effect.void
+          flushedLength = text.length
+          return chats.setVariantContent(request.variantId, text)
+        })
+
+        const close = (exit: Exit.Exit<unknown, unknown>) =>
+          Effect.gen(function*() {
+            yield* flush
+            yield* repo.finish(generationId, outcomeOf(exit, finished, yield* currentDate))
+          }).pipe(Effect.withSpan("Generations.close"))
+
+        yield* Effect.acquireRelease(
+          Effect.flatMap(currentDate, (startedAt) =>
+            repo.insert({
+              id: generationId,
+              runId: request.runId ?? null,
+              stepRunId: request.stepRunId ?? null,
+              chatId: request.chatId,
+              assistantMessageId: request.assistantMessageId,
+              variantId: request.variantId,
+              provider: info.provider,
+              model: modelName,
+              params: request.settings,
+              promptHash: sha256Of(request.prompt),
+              promptSnapshot: config.storePromptSnapshots ? request.prompt : null,
+              startedAt
+            })),
+          (_, exit) => close(exit)
+        )
+        // Released before `close` (finalizers run in reverse), so the last flush is close's own.
+        yield* Effect.forkScoped(Effect.repeat(flush, Schedule.spaced(flushInterval)))
+
+        const started: GenerationEvent = { _tag: "Started", generationId, provider: info.provider, model: modelName }
+        const answer = model.streamText({ prompt: toPrompt(request.prompt) }).pipe(
+          Stream.provideService(GenerationSettings, request.settings),
+          Stream.mapError((error: AiError.AiError) => new GenerationFailed(failureOf(error))),
+          Stream.timeoutFail(
+            () => new GenerationFailed({ code: "upstream_timeout", message: `no answer from the model for ${config.llmIdleTimeoutMs} ms` }),
+            idleTimeout
+          ),
+          Stream.filterMap((part): Option.Option<GenerationEvent> => {
+            switch (part.type) {
+              case "text-delta":
+                if (part.delta.length === 0) return Option.none()
+                text += part.delta
+                return Option.some({ _tag: "Delta", content: part.delta })
+              case "finish":
+                finished = {
+                  _tag: "Finished",
+                  finishReason: part.reason,
+                  usage: part.usage.inputTokens === undefined && part.usage.outputTokens === undefined
+                    ? null
+                    : { promptTokens: part.usage.inputTokens ?? 0, completionTokens: part.usage.outputTokens ?? 0 }
+                }
+                return Option.some(finished)
+              default:
+                return Option.none()
+            }
+          })
+        )
+        return Stream.concat(Stream.make(started), answer)
+      }))
+
+    return { generate } as const
+  }),
+  dependencies: [GenerationsRepo.Default, ChatsRepo.Default]
+}) {}
+
+const outcomeOf = (
+  exit: Exit.Exit<unknown, unknown>,
+  finished: Extract<GenerationEvent, { _tag: "Finished" }> | undefined,
+  finishedAt: Date
+): GenerationOutcome => {
+  const base = { finishReason: finished?.finishReason ?? null, usage: finished?.usage ?? null, finishedAt }
+  if (Exit.isSuccess(exit)) {
+    // A consumer that stopped reading before the model finished cut the answer short.
+    return finished ? { ...base, status: "done", error: null } : { ...base, status: "aborted", error: abortedInfo }
+  }
+  if (Cause.isInterruptedOnly(exit.cause)) return { ...base, status: "aborted", error: abortedInfo }
+  const failure = Cause.failureOption(exit.cause)
+  const error: ErrorInfo = failure._tag === "Some" && failure.value instanceof GenerationFailed
+    ? { code: failure.value.code, message: failure.value.message }
+    : { code: "internal_error", message: "the generation failed unexpectedly" }
+  return { ...base, status: "error", error }
+}
+
+const abortedInfo: ErrorInfo = { code: "aborted", message: "the generation was aborted" }

@@ -1,0 +1,23 @@
+import type { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Option } from "effect"
+import type { Redacted } from "effect"
+import { AppConfig } from "../AppConfig.ts"
+import { MigrationsLive } from "./Migrations.ts"
+import * as PgliteClient from "./PgliteClient.ts"
+
+/**
+ * The `SqlClient` the whole service runs on: real Postgres when `DATABASE_URL` is set, otherwise
+ * the embedded PGlite in `DATA_DIR`. Everything above speaks only `SqlClient`, so both serve alike.
+ * The schema is migrated before the client is handed out.
+ */
+export const clientLayer = (databaseUrl: Option.Option<Redacted.Redacted>, dataDir: string) =>
+  Option.match(databaseUrl, {
+    onSome: (url): Layer.Layer<SqlClient.SqlClient, unknown> =>
+      PgClient.layer({ url, applicationName: "turn-runner", maxConnections: 20 }),
+    onNone: (): Layer.Layer<SqlClient.SqlClient, unknown> => PgliteClient.layer({ dataDir })
+  }).pipe((client) => Layer.provideMerge(MigrationsLive, client))
+
+export const DatabaseLive = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) => clientLayer(config.databaseUrl, config.dataDir))
+)

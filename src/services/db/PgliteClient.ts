@@ -1,0 +1,116 @@
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { SqlClient, SqlError, Statement } from "@effect/sql"
+import type { SqlConnection } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { PGlite, types } from "@electric-sql/pglite"
+import { Effect, Layer, Stream } from "effect"
+import { mkdir } from "node:fs/promises"
+
+/**
+ * A `SqlClient` over an embedded PGlite, so code written against `SqlClient` runs unchanged on
+ * PGlite and on `@effect/sql-pg`.
+ *
+ * PGlite is a single backend shared by every fiber, so a one-permit semaphore stands in for the
+ * connection pool: a statement holds the permit while it runs, a transaction (or `sql.reserve`)
+ * holds it from BEGIN to COMMIT/ROLLBACK. Statements inside a transaction reuse the transaction's
+ * connection without asking for the permit again (`Client.make` looks the connection up in the
+ * fiber's context), so they do not deadlock.
+ */
+export interface PgliteClientOptions {
+  /** `"memory"` for an in-memory database, otherwise a directory (created if missing). */
+  readonly dataDir: string
+  readonly transformQueryNames?: ((name: string) => string) | undefined
+  readonly transformResultNames?: ((name: string) => string) | undefined
+}
+
+type TransformRows = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+
+const failed = (cause: unknown, message = "Failed to execute statement") => new SqlError.SqlError({ cause, message })
+
+// As `pg` does: int8 stays a string (it may not fit a double); json, timestamptz and the rest use
+// PGlite's parsers (parsed JSON, Date, numbers).
+const parsers = { [types.INT8]: (value: string) => value }
+
+// PGlite serializes by the parameter type the server infers (jsonb -> JSON.stringify, timestamptz
+// -> ISO), but falls back to `toString()` where the type is text or unknown. `pg` sends objects as
+// JSON there, so do the same; JSON text passes through PGlite's json serializer unchanged.
+const toParam = (value: unknown): unknown =>
+  value !== null && typeof value === "object" && !(value instanceof Date) && !Array.isArray(value) &&
+    !ArrayBuffer.isView(value)
+    ? JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v))
+    : value
+
+export const make = (options: PgliteClientOptions) =>
+  Effect.gen(function*() {
+    const db = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () => {
+          if (options.dataDir !== "memory") await mkdir(options.dataDir, { recursive: true })
+          return PGlite.create(options.dataDir === "memory" ? { parsers } : { dataDir: options.dataDir, parsers })
+        },
+        catch: (cause) => failed(cause, "PgliteClient: failed to start PGlite")
+      }),
+      // PGlite's close waits for its own query queue, so a query left running by an interrupted
+      // fiber finishes first.
+      (db) => Effect.ignoreLogged(Effect.tryPromise(() => db.close()))
+    )
+
+    // PGlite cannot cancel a query: on interruption wait for it to settle, so whoever holds the
+    // permit keeps it until the backend is idle again.
+    const run = <A>(query: () => Promise<A>) =>
+      Effect.async<A, SqlError.SqlError>((resume) => {
+        const promise = query()
+        promise.then((a) => resume(Effect.succeed(a)), (cause) => resume(Effect.fail(failed(cause))))
+        return Effect.promise(() => promise.then(() => undefined, () => undefined))
+      })
+
+    const params = (values: ReadonlyArray<unknown>) => values.map(toParam)
+
+    // Without parameters use the simple protocol (multi-statement SQL, as `pg` does for `[]`);
+    // several statements yield an array of row arrays, again as `pg`.
+    const rows = (sql: string, values: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<object>, SqlError.SqlError> =>
+      values.length === 0
+        ? Effect.map(run(() => db.exec(sql)), (results) =>
+          results.length === 1 ? results[0]!.rows : results.map((r) => r.rows))
+        : Effect.map(run(() => db.query<object>(sql, params(values))), (result) => result.rows)
+
+    const execute = (sql: string, values: ReadonlyArray<unknown>, transformRows: TransformRows) =>
+      transformRows ? Effect.map(rows(sql, values), transformRows) : rows(sql, values)
+
+    const connection: SqlConnection.Connection = {
+      execute,
+      executeUnprepared: execute,
+      executeRaw: (sql, values) => run(() => db.query(sql, params(values))),
+      executeValues: (sql, values) =>
+        Effect.map(
+          run(() => db.query<ReadonlyArray<unknown>>(sql, params(values), { rowMode: "array" })),
+          (result) => result.rows
+        ),
+      // PGlite has no cursor API across calls: the result is read whole, then streamed.
+      executeStream: (sql, values, transformRows) => Stream.fromIterableEffect(execute(sql, values, transformRows))
+    }
+
+    // The wait for the permit inherits its caller's interruptibility: a statement in a finalizer of
+    // an interrupted fiber (closing a row after an abort) must still run, so never force it open.
+    const semaphore = yield* Effect.makeSemaphore(1)
+    const acquirer = Effect.as(
+      Effect.acquireRelease(semaphore.take(1), () => semaphore.release(1)),
+      connection
+    )
+
+    const compiler = PgClient.makeCompiler(options.transformQueryNames)
+    const transformRows = options.transformResultNames
+      ? Statement.defaultTransforms(options.transformResultNames).array
+      : undefined
+
+    return yield* SqlClient.make({
+      acquirer,
+      transactionAcquirer: acquirer,
+      compiler,
+      spanAttributes: [["db.system.name", "postgresql"], ["db.namespace", "pglite"]],
+      ...(transformRows ? { transformRows } : {})
+    })
+  })
+
+export const layer = (options: PgliteClientOptions): Layer.Layer<SqlClient.SqlClient, SqlError.SqlError> =>
+  Layer.scoped(SqlClient.SqlClient, make(options)).pipe(Layer.provide(Reactivity.layer))
