@@ -78,7 +78,7 @@ export interface FakeChatCompletions {
   readonly baseUrl: string
   readonly requests: Effect.Effect<ReadonlyArray<ReceivedRequest>>
   readonly openSockets: Effect.Effect<number>
-  /** Completed when a client socket closes: the observable effect of an aborted request. */
+  /** Completed when the last open client socket closes: the observable effect of an aborted request. */
   readonly socketClosed: Deferred.Deferred<void>
 }
 
@@ -149,7 +149,7 @@ export const start = (script: Script): Effect.Effect<FakeChatCompletions, never,
       openSockets++
       socket.on("close", () => {
         openSockets--
-        Deferred.unsafeDone(socketClosed, Exit.void)
+        if (openSockets === 0) Deferred.unsafeDone(socketClosed, Exit.void)
       })
     })
 
