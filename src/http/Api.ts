@@ -1,8 +1,19 @@
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
-import { DatabaseUnavailable, InternalError, NotFound, PayloadTooLarge, ValidationError } from "../domain/ApiErrors.ts"
+import {
+  ChatBusy,
+  DatabaseUnavailable,
+  IdempotencyKeyReused,
+  InternalError,
+  NotFound,
+  NotLatestAssistantMessage,
+  PayloadTooLarge,
+  ShuttingDown,
+  ValidationError
+} from "../domain/ApiErrors.ts"
 import { Chat, CreateChat, Message } from "../domain/Chat.ts"
-import { ChatId } from "../domain/Ids.ts"
+import { ChatId, GenerationId, MessageId, RunId } from "../domain/Ids.ts"
+import { Regenerate, Run, RunSnapshot, RunStatus, SendMessage } from "../domain/Run.ts"
 
 /** The HTTP contract (spec 70); handlers live apart, in the `*Http.ts` files beside it. */
 
@@ -37,9 +48,85 @@ export class ChatsGroup extends HttpApiGroup.make("chats")
   )
   .addError(NotFound) {}
 
+/** The run's events as Server-Sent Events (spec 60), answered when the client accepts them. */
+const EventStream = HttpApiSchema.Text({ contentType: "text/event-stream" })
+
+const turnDescription = "With `Accept: text/event-stream` the answer is the run's event stream; " +
+  "otherwise 202 and the run's snapshot (`Idempotent-Replayed: true` when the request repeated an earlier one)."
+
+export class TurnsGroup extends HttpApiGroup.make("turns")
+  .add(
+    HttpApiEndpoint.post("sendMessage", "/chats/:chatId/messages")
+      .setPath(ChatPath)
+      .setPayload(SendMessage)
+      .addSuccess(RunSnapshot, { status: 202 })
+      .addSuccess(EventStream)
+      .annotate(OpenApi.Summary, "Start a user_message turn")
+      .annotate(OpenApi.Description, turnDescription)
+  )
+  .add(
+    HttpApiEndpoint.post("regenerate", "/chats/:chatId/messages/:assistantMessageId/regenerate")
+      .setPath(Schema.Struct({ chatId: ChatId, assistantMessageId: MessageId }))
+      .setPayload(Regenerate)
+      .addSuccess(RunSnapshot, { status: 202 })
+      .addSuccess(EventStream)
+      .annotate(OpenApi.Summary, "Start a regenerate turn: a new answer variant for the latest assistant message")
+      .annotate(OpenApi.Description, turnDescription)
+  )
+  .addError(NotFound)
+  .addError(ChatBusy)
+  .addError(IdempotencyKeyReused)
+  .addError(NotLatestAssistantMessage)
+  .addError(ShuttingDown) {}
+
+const RunPath = Schema.Struct({ runId: RunId })
+
+/** A non-negative integer in a query string. */
+const Seq = Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative())
+
+export class RunsGroup extends HttpApiGroup.make("runs")
+  .add(
+    HttpApiEndpoint.get("listRuns", "/chats/:chatId/runs")
+      .setPath(ChatPath)
+      .setUrlParams(Schema.Struct({
+        status: Schema.optional(RunStatus),
+        limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100)), { default: () => 20 })
+      }))
+      .addSuccess(Schema.Struct({ runs: Schema.Array(Run) }))
+      .annotate(OpenApi.Summary, "Runs of a chat, newest first")
+  )
+  .add(
+    HttpApiEndpoint.get("getRun", "/runs/:runId")
+      .setPath(RunPath)
+      .addSuccess(RunSnapshot)
+      .annotate(OpenApi.Summary, "One run with its steps and generation")
+  )
+  .add(
+    HttpApiEndpoint.get("runEvents", "/runs/:runId/events")
+      .setPath(RunPath)
+      .setUrlParams(Schema.Struct({ after: Schema.optional(Seq) }))
+      .addSuccess(EventStream)
+      .annotate(OpenApi.Summary, "The run's event stream, resumable with Last-Event-ID or ?after=")
+  )
+  .add(
+    HttpApiEndpoint.post("abortRun", "/runs/:runId/abort")
+      .setPath(RunPath)
+      .addSuccess(RunSnapshot)
+      .annotate(OpenApi.Summary, "Abort a run; answers once it is terminal")
+  )
+  .add(
+    HttpApiEndpoint.post("abortGeneration", "/generations/:generationId/abort")
+      .setPath(Schema.Struct({ generationId: GenerationId }))
+      .addSuccess(RunSnapshot)
+      .annotate(OpenApi.Summary, "Abort the run of a generation; answers once it is terminal")
+  )
+  .addError(NotFound) {}
+
 export class Api extends HttpApi.make("turn-runner")
   .add(SystemGroup)
   .add(ChatsGroup)
+  .add(TurnsGroup)
+  .add(RunsGroup)
   .addError(ValidationError)
   .addError(NotFound)
   .addError(PayloadTooLarge)

@@ -3,13 +3,15 @@ import { Layer } from "effect"
 import { Api } from "./Api.ts"
 import { ChatsHttp } from "./ChatsHttp.ts"
 import { ErrorBodies } from "./ErrorBodies.ts"
+import { RunsHttp } from "./RunsHttp.ts"
 import { SystemHttp } from "./SystemHttp.ts"
+import { TurnsHttp } from "./TurnsHttp.ts"
 
 /** The API's handlers, the OpenAPI document and its docs page, served on whatever `HttpServer` is given. */
 export const HttpLive = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ErrorBodies),
-  Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide([SystemHttp, ChatsHttp]))),
+  Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide([SystemHttp, ChatsHttp, TurnsHttp, RunsHttp]))),
   HttpServer.withLogAddress
 )

@@ -47,6 +47,14 @@ export const appConfig = Config.all({
     Config.validate({ message: "Expected a non-negative integer number of milliseconds", validation: (n) => n >= 0 }),
     Config.withDefault(10_000)
   ),
+  maxPromptMessages: Config.integer("MAX_PROMPT_MESSAGES").pipe(
+    Config.validate({ message: "Expected a positive integer", validation: (n) => n > 0 }),
+    Config.withDefault(200)
+  ),
+  maxPromptChars: Config.integer("MAX_PROMPT_CHARS").pipe(
+    Config.validate({ message: "Expected a positive integer", validation: (n) => n > 0 }),
+    Config.withDefault(200_000)
+  ),
   storePromptSnapshots: Config.boolean("STORE_PROMPT_SNAPSHOTS").pipe(Config.withDefault(false)),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
 })

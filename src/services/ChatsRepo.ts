@@ -103,6 +103,21 @@ export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRep
         Effect.map((rows) => rows[0]?.next ?? 0)
       )
 
+    const latestMessage = (chatId: ChatId) =>
+      sql<{ readonly id: MessageId; readonly role: Role; readonly position: number }>`
+        SELECT id, role, position FROM chat_messages WHERE chat_id = ${chatId} ORDER BY position DESC LIMIT 1`.pipe(
+        Effect.map(Arr.head),
+        Effect.orDie
+      )
+
+    /** Where a message id is taken, if it is: its chat, role and position. */
+    const messageExists = (messageId: MessageId) =>
+      sql<{ readonly chatId: ChatId; readonly role: Role; readonly position: number }>`
+        SELECT chat_id AS "chatId", role, position FROM chat_messages WHERE id = ${messageId}`.pipe(
+        Effect.map(Arr.head),
+        Effect.orDie
+      )
+
     const setVariantContent = (variantId: VariantId, content: string) =>
       sql`UPDATE message_variants SET content = ${content} WHERE id = ${variantId}`.pipe(Effect.asVoid, Effect.orDie)
 
@@ -123,10 +138,12 @@ export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRep
       insertChat,
       findChat,
       listMessages,
-      insertMessage: (message: NewMessage) => Effect.orDie(insertMessage(message)),
-      addVariant: (messageId: MessageId, variant: { readonly id: VariantId; readonly createdAt: Date }) =>
-        Effect.orDie(addVariant(messageId, variant)),
-      nextPosition: (chatId: ChatId) => Effect.orDie(nextPosition(chatId)),
+      // These three run inside a turn's transaction: their `SqlError`s settle races there.
+      insertMessage,
+      addVariant,
+      nextPosition,
+      latestMessage,
+      messageExists,
       setVariantContent,
       variantContent,
       historyBefore

@@ -28,7 +28,7 @@ export interface GenerationOutcome {
   readonly finishedAt: Date
 }
 
-interface GenerationRow {
+export interface GenerationRow {
   readonly id: GenerationId
   readonly runId: RunId | null
   readonly status: GenerationStatus

@@ -1,0 +1,228 @@
+import { SqlClient } from "@effect/sql"
+import { Array as Arr, Effect, Option } from "effect"
+import type { ErrorInfo } from "../domain/Generation.ts"
+import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
+import { Run, RunSnapshot, StepRun } from "../domain/Run.ts"
+import type { AbortReason, RunStatus, StepStatus, Trigger } from "../domain/Run.ts"
+import type { RunEvent } from "../domain/RunEvent.ts"
+import { generationColumns, generationFromRow } from "./GenerationsRepo.ts"
+import type { GenerationRow } from "./GenerationsRepo.ts"
+
+export interface NewRun {
+  readonly id: RunId
+  readonly chatId: ChatId
+  readonly pipelineId: string
+  readonly pipelineName: string
+  readonly trigger: Trigger
+  readonly idempotencyKey: string
+  readonly requestFingerprint: string
+  readonly userMessageId: MessageId | null
+  readonly assistantMessageId: MessageId
+  readonly assistantVariantId: VariantId
+  readonly settings: Readonly<Record<string, unknown>>
+  readonly ownerInstance: string
+  readonly leaseExpiresAt: Date
+  readonly startedAt: Date
+}
+
+export interface RunOutcome {
+  readonly status: Exclude<RunStatus, "running">
+  readonly abortReason: AbortReason | null
+  readonly error: ErrorInfo | null
+  readonly finishedAt: Date
+}
+
+export interface StepOutcome {
+  readonly status: Exclude<StepStatus, "running">
+  readonly output: unknown
+  readonly error: ErrorInfo | null
+  readonly finishedAt: Date
+}
+
+interface RunRow {
+  readonly id: RunId
+  readonly chatId: ChatId
+  readonly pipelineId: string
+  readonly pipelineName: string
+  readonly trigger: Trigger
+  readonly status: RunStatus
+  readonly idempotencyKey: string
+  readonly userMessageId: MessageId | null
+  readonly assistantMessageId: MessageId
+  readonly assistantVariantId: VariantId
+  readonly generationId: GenerationId | null
+  readonly abortReason: AbortReason | null
+  readonly errorCode: string | null
+  readonly errorMessage: string | null
+  readonly startedAt: Date
+  readonly finishedAt: Date | null
+}
+
+interface StepRow {
+  readonly id: StepRunId
+  readonly runId: RunId
+  readonly stepType: string
+  readonly position: number
+  readonly status: StepStatus
+  readonly label: string | null
+  readonly output: unknown
+  readonly errorCode: string | null
+  readonly errorMessage: string | null
+  readonly startedAt: Date
+  readonly finishedAt: Date | null
+}
+
+const errorOf = (code: string | null, message: string | null): ErrorInfo | null =>
+  code === null ? null : { code, message: message ?? "" }
+
+const runFromRow = ({ errorCode, errorMessage, ...row }: RunRow) => new Run({ ...row, error: errorOf(errorCode, errorMessage) })
+
+const stepFromRow = ({ errorCode, errorMessage, ...row }: StepRow) =>
+  new StepRun({
+    ...row,
+    durationMs: row.finishedAt === null ? null : row.finishedAt.getTime() - row.startedAt.getTime(),
+    error: errorOf(errorCode, errorMessage)
+  })
+
+const runColumns = `r.id, r.chat_id AS "chatId", r.pipeline_id AS "pipelineId", r.pipeline_name AS "pipelineName",
+  r.trigger, r.status, r.idempotency_key AS "idempotencyKey", r.user_message_id AS "userMessageId",
+  r.assistant_message_id AS "assistantMessageId", r.assistant_variant_id AS "assistantVariantId",
+  r.generation_id AS "generationId", r.abort_reason AS "abortReason", r.error_code AS "errorCode",
+  r.error_message AS "errorMessage", r.started_at AS "startedAt", r.finished_at AS "finishedAt"`
+
+/** `pipeline_runs`, `pipeline_step_runs` and the event journal `pipeline_run_events`. */
+export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    /** Fails with the `SqlError` of a violated constraint: the caller settles races from it. */
+    const insert = (run: NewRun) =>
+      sql`INSERT INTO pipeline_runs (id, chat_id, pipeline_id, pipeline_name, trigger, status, idempotency_key,
+                                     request_fingerprint, user_message_id, assistant_message_id, assistant_variant_id,
+                                     settings, owner_instance, lease_expires_at, started_at)
+          VALUES (${run.id}, ${run.chatId}, ${run.pipelineId}, ${run.pipelineName}, ${run.trigger}, 'running',
+                  ${run.idempotencyKey}, ${run.requestFingerprint}, ${run.userMessageId}, ${run.assistantMessageId},
+                  ${run.assistantVariantId}, ${JSON.stringify(run.settings)}::jsonb, ${run.ownerInstance},
+                  ${run.leaseExpiresAt}, ${run.startedAt})`.pipe(Effect.asVoid)
+
+    const findByKey = (chatId: ChatId, idempotencyKey: string) =>
+      sql<{ readonly id: RunId; readonly fingerprint: string }>`
+        SELECT id, request_fingerprint AS fingerprint FROM pipeline_runs
+        WHERE chat_id = ${chatId} AND idempotency_key = ${idempotencyKey}`.pipe(Effect.map(Arr.head), Effect.orDie)
+
+    const findRunning = (chatId: ChatId) =>
+      sql<{ readonly id: RunId }>`SELECT id FROM pipeline_runs WHERE chat_id = ${chatId} AND status = 'running'`.pipe(
+        Effect.map((rows) => Option.map(Arr.head(rows), (row) => row.id)),
+        Effect.orDie
+      )
+
+    const setGeneration = (runId: RunId, generationId: GenerationId) =>
+      sql`UPDATE pipeline_runs SET generation_id = ${generationId} WHERE id = ${runId}`.pipe(Effect.asVoid, Effect.orDie)
+
+    /** Closes a running run; one already closed (by a sweeper, say) stays as it is. */
+    const finish = (runId: RunId, outcome: RunOutcome) =>
+      sql`UPDATE pipeline_runs
+          SET status = ${outcome.status}, abort_reason = ${outcome.abortReason},
+              error_code = ${outcome.error?.code ?? null}, error_message = ${outcome.error?.message ?? null},
+              finished_at = ${outcome.finishedAt}, lease_expires_at = NULL
+          WHERE id = ${runId} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
+
+    const insertStep = (step: {
+      readonly id: StepRunId
+      readonly runId: RunId
+      readonly stepType: string
+      readonly position: number
+      readonly status: "running" | "skipped"
+      readonly label: string
+      readonly startedAt: Date
+    }) =>
+      sql`INSERT INTO pipeline_step_runs (id, run_id, step_type, position, status, label, started_at, finished_at)
+          VALUES (${step.id}, ${step.runId}, ${step.stepType}, ${step.position}, ${step.status}, ${step.label},
+                  ${step.startedAt}, ${step.status === "skipped" ? step.startedAt : null})`.pipe(Effect.asVoid, Effect.orDie)
+
+    const finishStep = (id: StepRunId, outcome: StepOutcome) =>
+      sql`UPDATE pipeline_step_runs
+          SET status = ${outcome.status},
+              output = ${outcome.output === undefined || outcome.output === null ? null : JSON.stringify(outcome.output)}::jsonb,
+              error_code = ${outcome.error?.code ?? null}, error_message = ${outcome.error?.message ?? null},
+              finished_at = ${outcome.finishedAt}
+          WHERE id = ${id} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
+
+    /** One multi-row insert per batch: journal writes grow with time, not with tokens. */
+    const appendEvents = (runId: RunId, events: ReadonlyArray<{ readonly event: RunEvent; readonly json: string }>) =>
+      events.length === 0 ? Effect.void : sql`INSERT INTO pipeline_run_events ${
+        sql.insert(events.map(({ event, json }) => ({ run_id: runId, seq: event.seq, type: event.type, at: new Date(event.at), payload: json })))
+      }`.pipe(Effect.asVoid, Effect.orDie)
+
+    const readEvents = (runId: RunId, afterSeq: number, upToSeq = 2_147_483_647) =>
+      sql<{ readonly payload: RunEvent }>`SELECT payload FROM pipeline_run_events
+                                          WHERE run_id = ${runId} AND seq > ${afterSeq} AND seq <= ${upToSeq}
+                                          ORDER BY seq`.pipe(Effect.map((rows) => rows.map((row) => row.payload)), Effect.orDie)
+
+    /** The `seq` of the run's journaled terminal event, once there is one. */
+    const terminalSeq = (runId: RunId) =>
+      sql<{ readonly seq: number }>`SELECT seq FROM pipeline_run_events
+                                    WHERE run_id = ${runId}
+                                      AND type IN ('pipeline.run.done', 'pipeline.run.aborted', 'pipeline.run.error')`.pipe(
+        Effect.map((rows) => Option.map(Arr.head(rows), (row) => row.seq)),
+        Effect.orDie
+      )
+
+    const find = (runId: RunId) =>
+      sql<RunRow>`SELECT ${sql.literal(runColumns)} FROM pipeline_runs r WHERE r.id = ${runId}`.pipe(
+        Effect.map((rows) => Option.map(Arr.head(rows), runFromRow)),
+        Effect.orDie
+      )
+
+    const snapshot = (runId: RunId) =>
+      Effect.all([
+        find(runId),
+        sql<StepRow>`SELECT id, run_id AS "runId", step_type AS "stepType", position, status, label, output,
+                            error_code AS "errorCode", error_message AS "errorMessage", started_at AS "startedAt",
+                            finished_at AS "finishedAt"
+                     FROM pipeline_step_runs WHERE run_id = ${runId} ORDER BY position`,
+        sql<GenerationRow>`SELECT ${sql.literal(generationColumns)} FROM llm_generations g WHERE g.run_id = ${runId}`
+      ]).pipe(
+        Effect.map(([run, steps, generations]) =>
+          Option.map(run, (run) =>
+            new RunSnapshot({
+              run,
+              steps: steps.map(stepFromRow),
+              generation: generations.length === 0 ? null : generationFromRow(generations[0]!)
+            }))
+        ),
+        Effect.orDie
+      )
+
+    const listForChat = (chatId: ChatId, options: { readonly status: RunStatus | undefined; readonly limit: number }) =>
+      sql<RunRow>`SELECT ${sql.literal(runColumns)} FROM pipeline_runs r
+                  WHERE r.chat_id = ${chatId} ${options.status === undefined ? sql`` : sql`AND r.status = ${options.status}`}
+                  ORDER BY r.started_at DESC, r.id DESC LIMIT ${options.limit}`.pipe(
+        Effect.map((rows) => rows.map(runFromRow)),
+        Effect.orDie
+      )
+
+    const runOfGeneration = (generationId: GenerationId) =>
+      sql<{ readonly runId: RunId | null }>`SELECT run_id AS "runId" FROM llm_generations WHERE id = ${generationId}`.pipe(
+        Effect.map((rows) => Option.flatMapNullable(Arr.head(rows), (row) => row.runId)),
+        Effect.orDie
+      )
+
+    return {
+      insert,
+      findByKey,
+      findRunning,
+      setGeneration,
+      finish,
+      insertStep,
+      finishStep,
+      appendEvents,
+      readEvents,
+      terminalSeq,
+      find,
+      snapshot,
+      listForChat,
+      runOfGeneration
+    } as const
+  })
+}) {}

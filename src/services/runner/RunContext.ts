@@ -1,0 +1,36 @@
+import { Data } from "effect"
+import type { Effect } from "effect"
+import type { ChatId, MessageId, RunId, VariantId } from "../../domain/Ids.ts"
+import type { Trigger } from "../../domain/Run.ts"
+
+/** What every step knows about the turn it serves. */
+export interface RunContext {
+  readonly runId: RunId
+  readonly chatId: ChatId
+  readonly trigger: Trigger
+  readonly userMessageId: MessageId | null
+  readonly assistantMessageId: MessageId
+  readonly assistantVariantId: VariantId
+  /** The assistant message's position: the prompt's history is everything before it. */
+  readonly assistantPosition: number
+  readonly settings: Readonly<Record<string, unknown>>
+  readonly startedAt: Date
+}
+
+/** A step's typed failure: the step and the run end `error` with `code` (default `step_failed`). */
+export class StepFailed extends Data.TaggedError("StepFailed")<{
+  readonly code?: string
+  readonly message: string
+}> {}
+
+/** What a step hands on (`value`) and records on its row (`output`, JSON of at most 8 KiB). */
+export interface StepResult<A> {
+  readonly value: A
+  readonly output: unknown
+}
+
+/** A step program a Layer provides: a short label for UIs and the program itself. */
+export interface StepProgram<A> {
+  readonly label: string
+  readonly run: (context: RunContext) => Effect.Effect<StepResult<A>, StepFailed>
+}

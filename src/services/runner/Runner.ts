@@ -1,0 +1,277 @@
+import { Cause, Chunk, Clock, Duration, Effect, Exit, Fiber, FiberMap, Option, Schedule, Stream } from "effect"
+import { NotFound } from "../../domain/ApiErrors.ts"
+import { GenerationFailed } from "../../domain/Generation.ts"
+import type { ErrorInfo } from "../../domain/Generation.ts"
+import type { RunId, StepRunId } from "../../domain/Ids.ts"
+import type { AbortReason, StepType } from "../../domain/Run.ts"
+import { builtinPipeline, stepOrder } from "../../domain/Run.ts"
+import type { PromptDraft } from "../../domain/Prompt.ts"
+import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
+import { isTerminal } from "../../domain/RunEvent.ts"
+import { AppConfig } from "../AppConfig.ts"
+import { Generations } from "../Generations.ts"
+import { RunsRepo } from "../RunsRepo.ts"
+import { makeId } from "../Uuid.ts"
+import { EventLog } from "./EventLog.ts"
+import type { JournalEntry } from "./EventLog.ts"
+import { PostStep } from "./PostStep.ts"
+import { PreStep } from "./PreStep.ts"
+import { StepFailed } from "./RunContext.ts"
+import type { RunContext } from "./RunContext.ts"
+
+/** A run executing in this process. */
+interface LiveRun {
+  readonly log: EventLog
+  /** Why it is being aborted, set by whoever interrupts it first. */
+  abortReason: AbortReason | undefined
+}
+
+const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
+
+const internalError: ErrorInfo = { code: "internal_error", message: "an internal error occurred" }
+
+/** The `{code, message}` a failed step or run records; `undefined` for an interruption. */
+const errorOf = (cause: Cause.Cause<unknown>): ErrorInfo | undefined => {
+  if (Cause.isInterruptedOnly(cause)) return undefined
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value
+    if (error instanceof GenerationFailed) return { code: error.code, message: error.message }
+    if (error instanceof StepFailed) return { code: error.code ?? "step_failed", message: error.message }
+  }
+  return internalError
+}
+
+/**
+ * Runs turns (spec 10): each run executes `pre → llm → post` in its own fiber, owned by this
+ * scoped service rather than by the HTTP request that started it. Every way a run can end
+ * (success, typed failure, defect, interruption) passes through the same finalizers, which
+ * close the step rows, skip the steps never reached, close the run and emit its terminal event.
+ */
+export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
+  scoped: Effect.gen(function*() {
+    const config = yield* AppConfig
+    const runs = yield* RunsRepo
+    const generations = yield* Generations
+    const pre = yield* PreStep
+    const post = yield* PostStep
+    const fibers = yield* FiberMap.make<RunId>()
+    const scope = yield* Effect.scope
+    const live = new Map<RunId, LiveRun>()
+    const flushInterval = Duration.millis(config.flushIntervalMs)
+
+    const journal = (runId: RunId, log: EventLog) => log.flush((entries) => runs.appendEvents(runId, entries))
+
+    const execute = (context: RunContext, run: LiveRun) => {
+      const { log } = run
+      const reached = new Set<StepType>()
+
+      /** One step: its row and `pipeline.step.started` now, its closing from its own `Exit`. */
+      const step = <A, E>(
+        stepType: StepType,
+        label: string,
+        body: (ref: StepRef) => Effect.Effect<{ readonly value: A; readonly output: unknown }, E>
+      ) =>
+        Effect.gen(function*() {
+          const ref: StepRef = { stepRunId: yield* makeId<StepRunId>(), stepType }
+          const startedAt = yield* now
+          reached.add(stepType)
+          yield* runs.insertStep({ id: ref.stepRunId, runId: context.runId, stepType, position: stepOrder.indexOf(stepType), status: "running", label, startedAt })
+          yield* log.emit({ type: "pipeline.step.started", status: "running", label }, ref)
+          return yield* body(ref).pipe(
+            Effect.onExit((exit) =>
+              Effect.gen(function*() {
+                const finishedAt = yield* now
+                const error = Exit.isFailure(exit) ? errorOf(exit.cause) : undefined
+                const status = Exit.isSuccess(exit) ? "done" : error === undefined ? "aborted" : "error"
+                if (Exit.isFailure(exit) && error === internalError) yield* Effect.logError(`step ${stepType} failed`, exit.cause)
+                yield* runs.finishStep(ref.stepRunId, {
+                  status,
+                  output: Exit.isSuccess(exit) ? exit.value.output : null,
+                  error: error ?? null,
+                  finishedAt
+                })
+                yield* log.emit({
+                  type: "pipeline.step.done",
+                  status,
+                  durationMs: finishedAt.getTime() - startedAt.getTime(),
+                  ...(error ? { error } : {})
+                }, ref)
+              })
+            ),
+            Effect.map(({ value }) => value)
+          )
+        })
+
+      const llm = (prompt: PromptDraft) => (ref: StepRef) => {
+        let started = false
+        return generations.generate({
+          chatId: context.chatId,
+          assistantMessageId: context.assistantMessageId,
+          variantId: context.assistantVariantId,
+          prompt,
+          settings: context.settings,
+          runId: context.runId,
+          stepRunId: ref.stepRunId
+        }).pipe(
+          Stream.runForEach((event): Effect.Effect<unknown> => {
+            switch (event._tag) {
+              case "Started":
+                started = true
+                log.setGeneration(event.generationId)
+                return Effect.zipRight(
+                  runs.setGeneration(context.runId, event.generationId),
+                  log.emit({ type: "llm.stream.meta", provider: event.provider, model: event.model }, ref)
+                )
+              case "Delta":
+                return log.emit({ type: "llm.stream.delta", content: event.content }, ref)
+              case "Finished":
+                return log.emit({
+                  type: "llm.stream.done",
+                  status: "done",
+                  ...(event.finishReason === null ? {} : { finishReason: event.finishReason }),
+                  ...(event.usage === null ? {} : { usage: event.usage })
+                }, ref)
+            }
+          }),
+          Effect.onExit((exit) => {
+            if (Exit.isSuccess(exit) || !started) return Effect.void
+            const error = errorOf(exit.cause)
+            return error === undefined
+              ? log.emit({ type: "llm.stream.done", status: "aborted" }, ref)
+              : Effect.zipRight(
+                log.emit({ type: "llm.stream.error", error }, ref),
+                log.emit({ type: "llm.stream.done", status: "error" }, ref)
+              )
+          }),
+          Effect.as({ value: undefined, output: null })
+        )
+      }
+
+      const steps = Effect.gen(function*() {
+        const prompt = yield* step("pre", pre.label, () => pre.run(context))
+        yield* step("llm", "Generating answer", llm(prompt))
+        yield* step("post", post.label, () => post.run(context))
+      })
+
+      const finalize = (exit: Exit.Exit<unknown, unknown>) =>
+        Effect.gen(function*() {
+          for (const stepType of stepOrder) {
+            if (reached.has(stepType)) continue
+            const ref: StepRef = { stepRunId: yield* makeId<StepRunId>(), stepType }
+            yield* runs.insertStep({ id: ref.stepRunId, runId: context.runId, stepType, position: stepOrder.indexOf(stepType), status: "skipped", label: stepType, startedAt: yield* now })
+            yield* log.emit({ type: "pipeline.step.done", status: "skipped", durationMs: 0 }, ref)
+          }
+          const finishedAt = yield* now
+          const error = Exit.isFailure(exit) ? errorOf(exit.cause) : undefined
+          const abortReason = run.abortReason ?? "user"
+          const terminal: RunEventBody = Exit.isSuccess(exit)
+            ? { type: "pipeline.run.done", status: "done", finishedAt: finishedAt.toISOString() }
+            : error === undefined
+            ? { type: "pipeline.run.aborted", status: "aborted", finishedAt: finishedAt.toISOString(), abortReason }
+            : { type: "pipeline.run.error", status: "error", finishedAt: finishedAt.toISOString(), error }
+          yield* runs.finish(context.runId, {
+            status: terminal.status,
+            abortReason: terminal.type === "pipeline.run.aborted" ? abortReason : null,
+            error: terminal.type === "pipeline.run.done"
+              ? null
+              : terminal.type === "pipeline.run.aborted"
+              ? { code: "aborted", message: `the run was aborted (${abortReason})` }
+              : terminal.error,
+            finishedAt
+          })
+          yield* log.emit(terminal)
+          yield* journal(context.runId, log)
+          yield* Effect.logInfo("run finished").pipe(Effect.annotateLogs({ status: terminal.status }))
+        }).pipe(Effect.ensuring(Effect.sync(() => live.delete(context.runId))))
+
+      return Effect.gen(function*() {
+        yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
+        // The journal is written once per interval while the run lives, and once more at its end.
+        yield* Effect.forkScoped(Effect.repeat(journal(context.runId, log), Schedule.spaced(flushInterval)))
+        yield* steps
+      }).pipe(
+        Effect.scoped,
+        Effect.onExit(finalize),
+        Effect.annotateLogs({ runId: context.runId, chatId: context.chatId }),
+        Effect.withSpan("Runner.run", { attributes: { runId: context.runId } })
+      )
+    }
+
+    /** Emits `pipeline.run.started` and forks the run; call right after its row commits. */
+    const launch = Effect.fn("Runner.launch")(function*(context: RunContext) {
+      const log = new EventLog({
+        chatId: context.chatId,
+        runId: context.runId,
+        pipelineId: builtinPipeline.id,
+        pipelineName: builtinPipeline.name,
+        trigger: context.trigger,
+        userMessageId: context.userMessageId,
+        assistantMessageId: context.assistantMessageId,
+        assistantVariantId: context.assistantVariantId,
+        generationId: null
+      })
+      const run: LiveRun = { log, abortReason: undefined }
+      live.set(context.runId, run)
+      yield* log.emit({ type: "pipeline.run.started", status: "running" })
+      yield* FiberMap.run(fibers, context.runId, execute(context, run))
+    })
+
+    /** Interrupts a live run and waits until it is terminal; a finished run is left as it is. */
+    const abort = Effect.fn("Runner.abort")(function*(runId: RunId, reason: AbortReason) {
+      const run = live.get(runId)
+      if (run !== undefined) run.abortReason ??= reason
+      const fiber = yield* FiberMap.get(fibers, runId).pipe(Effect.option)
+      if (Option.isSome(fiber)) yield* Fiber.interrupt(fiber.value)
+    })
+
+    /**
+     * The run's events with `seq > after` (spec 60, "Journal and resume"): the journal, then the
+     * events not yet journaled, then live ones, without a gap or a duplicate; it ends after the
+     * terminal event. A run that lives elsewhere (another instance) is followed through its journal.
+     */
+    const events = (runId: RunId, after: number): Stream.Stream<JournalEntry, NotFound> =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const run = live.get(runId)
+        if (run === undefined) return followJournal(runId, after)
+        const subscription = yield* run.log.subscribe()
+        const journaled = runs.readEvents(runId, after, subscription.journaledSeq).pipe(
+          Effect.map((events) => events.map((event) => ({ event, json: JSON.stringify(event) })))
+        )
+        return Stream.fromIterableEffect(journaled).pipe(
+          Stream.concat(Stream.fromIterable(subscription.pending)),
+          Stream.concat(Stream.fromQueue(subscription.live)),
+          Stream.filter((entry) => entry.event.seq > after),
+          Stream.takeUntil((entry) => isTerminal(entry.event.type))
+        )
+      }))
+
+    const followJournal = (runId: RunId, after: number): Stream.Stream<JournalEntry, NotFound> =>
+      Stream.unwrap(Effect.gen(function*() {
+        if (Option.isNone(yield* runs.find(runId))) {
+          return Stream.fail(new NotFound({ message: `run ${runId} does not exist` }))
+        }
+        let last = after
+        let ended = false
+        const pull = Effect.gen(function*() {
+          if (ended) return yield* Effect.fail(Option.none())
+          const events = yield* runs.readEvents(runId, last)
+          if (events.length > 0) {
+            last = events[events.length - 1]!.seq
+            ended = events.some((event) => isTerminal(event.type))
+            return Chunk.fromIterable(events.map((event) => ({ event, json: JSON.stringify(event) })))
+          }
+          // Nothing after `last`: either the run already ended at or before it, or more is coming.
+          if (Option.isSome(yield* runs.terminalSeq(runId))) return yield* Effect.fail(Option.none())
+          yield* Effect.sleep(flushInterval)
+          return Chunk.empty<JournalEntry>()
+        })
+        return Stream.repeatEffectChunkOption(pull)
+      }))
+
+    /** Aborts without waiting, in the runner's own scope: for callers that are going away (a disconnect). */
+    const abortInBackground = (runId: RunId, reason: AbortReason) => Effect.asVoid(Effect.forkIn(abort(runId, reason), scope))
+
+    return { launch, abort, abortInBackground, events, isLive: (runId: RunId) => live.has(runId) } as const
+  })
+}) {}

@@ -1,0 +1,47 @@
+import { Effect, Option, Stream } from "effect"
+import { NotFound } from "../../domain/ApiErrors.ts"
+import type { ChatId, GenerationId, RunId } from "../../domain/Ids.ts"
+import type { AbortReason, RunStatus } from "../../domain/Run.ts"
+import { RunsRepo } from "../RunsRepo.ts"
+import { Runner } from "./Runner.ts"
+
+/** Reading, following and aborting runs: what the API offers over the runner and its rows. */
+export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
+  effect: Effect.gen(function*() {
+    const repo = yield* RunsRepo
+    const runner = yield* Runner
+
+    const snapshot = Effect.fn("Runs.snapshot")(function*(runId: RunId) {
+      return yield* Effect.flatMap(repo.snapshot(runId), Option.match({
+        onNone: () => Effect.fail(new NotFound({ message: `run ${runId} does not exist` })),
+        onSome: Effect.succeed
+      }))
+    })
+
+    const list = (chatId: ChatId, options: { readonly status: RunStatus | undefined; readonly limit: number }) =>
+      repo.listForChat(chatId, options)
+
+    /** The run's events after `after`; fails before streaming anything if the run does not exist. */
+    const events = Effect.fn("Runs.events")(function*(runId: RunId, after: number) {
+      if (Option.isNone(yield* repo.find(runId))) return yield* new NotFound({ message: `run ${runId} does not exist` })
+      return runner.events(runId, after).pipe(Stream.orDie)
+    })
+
+    /** Idempotent: answers with the final snapshot once the run is terminal. */
+    const abort = Effect.fn("Runs.abort")(function*(runId: RunId, reason: AbortReason) {
+      yield* snapshot(runId)
+      yield* runner.abort(runId, reason)
+      return yield* snapshot(runId)
+    })
+
+    const abortGeneration = Effect.fn("Runs.abortGeneration")(function*(generationId: GenerationId, reason: AbortReason) {
+      const runId = yield* Effect.flatMap(repo.runOfGeneration(generationId), Option.match({
+        onNone: () => Effect.fail(new NotFound({ message: `generation ${generationId} does not exist` })),
+        onSome: Effect.succeed
+      }))
+      return yield* abort(runId, reason)
+    })
+
+    return { snapshot, list, events, abort, abortGeneration } as const
+  })
+}) {}
