@@ -27,5 +27,9 @@ export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>)
 /** Every service of the product over the configured model; needs `AppConfig` and a `SqlClient`. */
 export const ServicesLive = servicesWith(BuiltinStepsLive).pipe(Layer.provide(LanguageModelLive))
 
+/** The HTTP API over the given services. */
+export const appWith = <E, R>(services: Layer.Layer<Chats | Turns | Runs | Runner, E, R>) =>
+  HttpLive.pipe(Layer.provide(services))
+
 /** The HTTP API over the services; needs an `HttpServer`, `AppConfig` and a `SqlClient`. */
-export const AppLive = HttpLive.pipe(Layer.provide(ServicesLive))
+export const AppLive = appWith(ServicesLive)

@@ -1,18 +1,33 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
-import { AppLive } from "../../src/AppLayer.ts"
+import { appWith, servicesWith } from "../../src/AppLayer.ts"
 import type { AppConfigShape } from "../../src/services/AppConfig.ts"
+import { LanguageModelLive } from "../../src/services/llm/LanguageModelLive.ts"
+import { ChatsRepo } from "../../src/services/ChatsRepo.ts"
+import { PostStepLive } from "../../src/services/runner/PostStep.ts"
+import type { PostStep } from "../../src/services/runner/PostStep.ts"
+import { PreStepLive } from "../../src/services/runner/PreStep.ts"
+import type { PreStep } from "../../src/services/runner/PreStep.ts"
 import { testConfig } from "./TestConfig.ts"
 import type { TestDatabase } from "./TestDatabase.ts"
 
-/** The whole app on a real HTTP server on loopback, with an `HttpClient` pointed at it. */
-export const testServer = (database: TestDatabase, overrides: Partial<AppConfigShape> = {}) =>
-  AppLive.pipe(
+/**
+ * The whole app on a real HTTP server on loopback, with an `HttpClient` pointed at it: the
+ * given database, configuration overrides, and `pre`/`post` steps (the built-in ones by default).
+ */
+export const testServer = (
+  database: TestDatabase,
+  overrides: Partial<AppConfigShape> = {},
+  steps: { readonly pre?: Layer.Layer<PreStep>; readonly post?: Layer.Layer<PostStep> } = {}
+) => {
+  const stepsLayer = Layer.merge(steps.pre ?? PreStepLive, steps.post ?? PostStepLive).pipe(Layer.provide(ChatsRepo.Default))
+  return appWith(servicesWith(stepsLayer).pipe(Layer.provide(LanguageModelLive))).pipe(
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provide(testConfig(overrides)),
     Layer.provideMerge(database.layer)
   )
+}
 
 /** Sends a request and reads the answer's status, headers and body (JSON when it parses). */
 export const send = (request: HttpClientRequest.HttpClientRequest) =>

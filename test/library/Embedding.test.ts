@@ -1,0 +1,55 @@
+import { expect, layer } from "@effect/vitest"
+import { Chunk, Effect, Layer, Stream } from "effect"
+import {
+  Chats,
+  ChatsRepo,
+  LanguageModelLive,
+  PostStepLive,
+  PreStep,
+  Runner,
+  Runs,
+  servicesWith,
+  Turns
+} from "../../src/index.ts"
+import type { ChatId, MessageId } from "../../src/index.ts"
+import { uuidv7At } from "../../src/services/Uuid.ts"
+import { testConfig } from "../support/TestConfig.ts"
+import { pglite } from "../support/TestDatabase.ts"
+
+/** A program that embeds the runner brings its own `pre`: here, a fixed persona and no history. */
+const PersonaPre = Layer.succeed(PreStep, {
+  label: "Summoning the pirate",
+  run: (context) =>
+    Effect.succeed({
+      value: { messages: [{ role: "system" as const, content: "Talk like a pirate." }, { role: "user" as const, content: `Run ${context.runId}` }] },
+      output: { persona: "pirate" }
+    })
+})
+
+const Embedded = servicesWith(Layer.merge(PersonaPre, PostStepLive).pipe(Layer.provide(ChatsRepo.Default))).pipe(
+  Layer.provide(LanguageModelLive),
+  Layer.provide(testConfig()),
+  Layer.provideMerge(pglite.layer)
+)
+
+layer(Embedded, { timeout: 60_000, excludeTestServices: true })("embedding the runner as a library", (it) => {
+  it.effect("a custom pre step Layer replaces the built-in one without touching the runner", () =>
+    Effect.gen(function*() {
+      const chat = yield* (yield* Chats).create({ title: "library" })
+      const started = yield* (yield* Turns).sendMessage(chat.id as ChatId, {
+        userMessageId: uuidv7At(Date.now()) as MessageId,
+        content: "Ahoy",
+        settings: { max_tokens: 4, local: { tokenDelayMs: 0 } },
+        onBusy: "reject",
+        abortOnDisconnect: false
+      })
+      const events = Chunk.toArray(yield* Stream.runCollect((yield* Runner).events(started.runId, 0)))
+      expect(events.at(-1)?.event.type).toBe("pipeline.run.done")
+      expect(events[1]?.event).toMatchObject({ type: "pipeline.step.started", stepType: "pre", label: "Summoning the pirate" })
+      const snapshot = yield* (yield* Runs).snapshot(started.runId)
+      expect(snapshot.steps[0]).toMatchObject({ stepType: "pre", status: "done", output: { persona: "pirate" } })
+      // The model saw the custom prompt: the local model quotes the last user message.
+      const text = events.flatMap(({ event }) => event.type === "llm.stream.delta" ? [event.content] : []).join("")
+      expect(text).toContain(`Run ${started.runId}`)
+    }))
+})
