@@ -83,7 +83,8 @@ const stream = (
     Effect.gen(function*() {
       if (index === failAfterTokens) return yield* failure(`local model failed after ${index} tokens (failAfterTokens)`)
       if (index === stallAfterTokens) return yield* Effect.never
-      yield* Effect.sleep(index === 0 ? firstTokenDelayMs : tokenDelayMs)
+      const delay = index === 0 ? firstTokenDelayMs : tokenDelayMs
+      if (delay > 0) yield* Effect.sleep(delay)
       return { type: "text-delta", id: "0", delta: chunk } satisfies Response.StreamPartEncoded
     })
   // A knob equal to the answer's length still fires, after the last chunk.
