@@ -59,6 +59,21 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
     const idleTimeout = Duration.millis(config.llmIdleTimeoutMs)
     const flushInterval = Duration.millis(config.flushIntervalMs)
 
+    /** `DELTA_COALESCE_MS` (spec 30): chunks that arrive within one window leave as one delta. */
+    const coalesce = (events: Stream.Stream<GenerationEvent, GenerationFailed>) =>
+      config.deltaCoalesceMs <= 0 ? events : events.pipe(
+        Stream.groupedWithin(Number.MAX_SAFE_INTEGER, Duration.millis(config.deltaCoalesceMs)),
+        Stream.mapConcat((group) => {
+          const merged: Array<GenerationEvent> = []
+          for (const event of group) {
+            const last = merged[merged.length - 1]
+            if (event._tag === "Delta" && last?._tag === "Delta") merged[merged.length - 1] = { _tag: "Delta", content: last.content + event.content }
+            else merged.push(event)
+          }
+          return merged
+        })
+      )
+
     const generate = (request: GenerateRequest): Stream.Stream<GenerationEvent, GenerationFailed> =>
       Stream.unwrapScoped(Effect.gen(function*() {
         const generationId = yield* makeId<GenerationId>()
@@ -111,9 +126,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           Stream.filterMap((part): Option.Option<GenerationEvent> => {
             switch (part.type) {
               case "text-delta":
-                if (part.delta.length === 0) return Option.none()
-                text += part.delta
-                return Option.some({ _tag: "Delta", content: part.delta })
+                return part.delta.length === 0 ? Option.none() : Option.some({ _tag: "Delta", content: part.delta })
               case "finish":
                 finished = {
                   _tag: "Finished",
@@ -128,7 +141,11 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             }
           })
         )
-        return Stream.concat(Stream.make(started), answer)
+        // The text is counted as the deltas leave, so the variant holds exactly what was streamed.
+        const delivered = coalesce(answer).pipe(Stream.tap((event) => Effect.sync(() => {
+          if (event._tag === "Delta") text += event.content
+        })))
+        return Stream.concat(Stream.make(started), delivered)
       }))
 
     return { generate } as const

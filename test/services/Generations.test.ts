@@ -152,3 +152,24 @@ for (const database of testDatabases) {
   )
 }
 
+
+layer(Layer.provideMerge(generationsLayer(localModel, { deltaCoalesceMs: 100 }), pglite.layer), { timeout: 60_000 })(
+  "DELTA_COALESCE_MS",
+  (it) => {
+    it.effect("merges the chunks that arrive within one window into one delta, losing no text", () =>
+      Effect.gen(function*() {
+        const { chat, stream } = yield* generate({ max_tokens: 10, local: { tokenDelayMs: 30 } })
+        const events = yield* Queue.unbounded<GenerationEvent>()
+        const fiber = yield* Effect.fork(Stream.runForEach(stream, (event) => Queue.offer(events, event)))
+        const started = yield* Queue.take(events) // the row exists: from here on time is all virtual
+        for (let t = 0; t < 1000; t += 10) yield* TestClock.adjust(10)
+        yield* Fiber.join(fiber)
+        const all = [started, ...Chunk.toArray(yield* Queue.takeAll(events))]
+        // chunks at 0, 30, …, 270 ms in windows of 100 ms: far fewer deltas than chunks
+        expect(deltas(all).length).toBeLessThan(10)
+        expect(deltas(all).length).toBeGreaterThan(1)
+        expect(deltas(all).join("").split(" ").length - 1).toBe(10)
+        expect((yield* variantOf(chat.assistantVariantId)).content).toBe(deltas(all).join(""))
+      }))
+  }
+)
