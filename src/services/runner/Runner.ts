@@ -58,6 +58,13 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     const fibers = yield* FiberMap.make<RunId>()
     const scope = yield* Effect.scope
     const live = new Map<RunId, LiveRun>()
+    // Runs still live when the service closes (the process is stopping) end `aborted (shutdown)`;
+    // registered after the FiberMap, so it runs before the FiberMap interrupts them.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const run of live.values()) run.abortReason ??= "shutdown"
+      })
+    )
     const flushInterval = Duration.millis(config.flushIntervalMs)
 
     const journal = (runId: RunId, log: EventLog) => log.flush((entries) => runs.appendEvents(runId, entries))
