@@ -79,7 +79,8 @@ export class EventLog {
   /** Writes the pending events in one batch; they leave `pending` only once the write is done. */
   flush<E, R>(write: (entries: ReadonlyArray<JournalEntry>) => Effect.Effect<void, E, R>): Effect.Effect<void, E, R> {
     return this.writing.withPermits(1)(Effect.suspend(() => {
-      const batch = this.pending
+      // A copy: events emitted while the batch is being written stay pending for the next one.
+      const batch = this.pending.slice()
       if (batch.length === 0) return Effect.void
       return Effect.map(write(batch), () => {
         this.pending = this.pending.slice(batch.length)

@@ -2,6 +2,7 @@ import { Effect, Option, Stream } from "effect"
 import { NotFound } from "../../domain/ApiErrors.ts"
 import type { ChatId, GenerationId, RunId } from "../../domain/Ids.ts"
 import type { AbortReason, RunStatus } from "../../domain/Run.ts"
+import { ChatsRepo } from "../ChatsRepo.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { Runner } from "./Runner.ts"
 
@@ -9,6 +10,7 @@ import { Runner } from "./Runner.ts"
 export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
   effect: Effect.gen(function*() {
     const repo = yield* RunsRepo
+    const chats = yield* ChatsRepo
     const runner = yield* Runner
 
     const snapshot = Effect.fn("Runs.snapshot")(function*(runId: RunId) {
@@ -18,8 +20,12 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       }))
     })
 
-    const list = (chatId: ChatId, options: { readonly status: RunStatus | undefined; readonly limit: number }) =>
-      repo.listForChat(chatId, options)
+    const list = Effect.fn("Runs.list")(
+      function*(chatId: ChatId, options: { readonly status: RunStatus | undefined; readonly limit: number }) {
+        if (Option.isNone(yield* chats.findChat(chatId))) return yield* new NotFound({ message: `chat ${chatId} does not exist` })
+        return yield* repo.listForChat(chatId, options)
+      }
+    )
 
     /** The run's events after `after`; fails before streaming anything if the run does not exist. */
     const events = Effect.fn("Runs.events")(function*(runId: RunId, after: number) {

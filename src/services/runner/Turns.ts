@@ -90,8 +90,16 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
       Effect.gen(function*() {
         const existing = yield* existingRun(plan)
         if (Option.isSome(existing)) return existing.value
-        yield* makeWay(plan)
-        yield* plan.preconditions
+        // A racing twin may commit between the key check and these: its run wins over their refusal.
+        const raced = yield* Effect.zipRight(makeWay(plan), plan.preconditions).pipe(
+          Effect.as(Option.none<TurnStarted>()),
+          Effect.catchAll((refusal) =>
+            Effect.flatMap(existingRun(plan), Option.match({
+              onNone: () => Effect.fail(refusal),
+              onSome: Effect.succeedSome
+            })))
+        )
+        if (Option.isSome(raced)) return raced.value
         const runId = yield* makeId<RunId>()
         const startedAt = new Date(yield* Clock.currentTimeMillis)
         const created = yield* sql.withTransaction(Effect.gen(function*() {
