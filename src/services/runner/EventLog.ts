@@ -82,10 +82,11 @@ export class EventLog {
       // A copy: events emitted while the batch is being written stay pending for the next one.
       const batch = this.pending.slice()
       if (batch.length === 0) return Effect.void
-      return Effect.map(write(batch), () => {
+      // Uninterruptible: a write cut off mid-way may still commit, and its rows would be written twice.
+      return Effect.uninterruptible(Effect.map(write(batch), () => {
         this.pending = this.pending.slice(batch.length)
         this.journaled = batch[batch.length - 1]!.event.seq
-      })
+      }))
     }))
   }
 }
