@@ -6,7 +6,6 @@ import {
   LanguageModelLive,
   PostStepLive,
   PreStep,
-  Runner,
   Runs,
   servicesWith,
   Turns
@@ -43,7 +42,7 @@ layer(Embedded, { timeout: 60_000, excludeTestServices: true })("embedding the r
         onBusy: "reject",
         abortOnDisconnect: false
       })
-      const events = Chunk.toArray(yield* Stream.runCollect((yield* Runner).events(started.runId, 0)))
+      const events = Chunk.toArray(yield* Stream.runCollect(yield* (yield* Runs).events(started.runId, 0)))
       expect(events.at(-1)?.event.type).toBe("pipeline.run.done")
       expect(events[1]?.event).toMatchObject({ type: "pipeline.step.started", stepType: "pre", label: "Summoning the pirate" })
       const snapshot = yield* (yield* Runs).snapshot(started.runId)

@@ -1,5 +1,4 @@
-import { Cause, Chunk, Clock, Duration, Effect, Exit, Fiber, FiberMap, Option, Schedule, Stream } from "effect"
-import { NotFound } from "../../domain/ApiErrors.ts"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, FiberMap, Option, Schedule, Stream } from "effect"
 import { GenerationFailed } from "../../domain/Generation.ts"
 import type { ErrorInfo } from "../../domain/Generation.ts"
 import type { RunId, StepRunId } from "../../domain/Ids.ts"
@@ -7,13 +6,11 @@ import type { AbortReason, StepType } from "../../domain/Run.ts"
 import { builtinPipeline, stepOrder } from "../../domain/Run.ts"
 import type { PromptDraft } from "../../domain/Prompt.ts"
 import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
-import { isTerminal } from "../../domain/RunEvent.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Generations } from "../Generations.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { makeId } from "../Uuid.ts"
 import { EventLog } from "./EventLog.ts"
-import type { JournalEntry } from "./EventLog.ts"
 import { PostStep } from "./PostStep.ts"
 import { PreStep } from "./PreStep.ts"
 import { StepFailed } from "./RunContext.ts"
@@ -232,53 +229,12 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       if (Option.isSome(fiber)) yield* Fiber.interrupt(fiber.value)
     })
 
-    /**
-     * The run's events with `seq > after` (spec 60, "Journal and resume"): the journal, then the
-     * events not yet journaled, then live ones, without a gap or a duplicate; it ends after the
-     * terminal event. A run that lives elsewhere (another instance) is followed through its journal.
-     */
-    const events = (runId: RunId, after: number): Stream.Stream<JournalEntry, NotFound> =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        const run = live.get(runId)
-        if (run === undefined) return followJournal(runId, after)
-        const subscription = yield* run.log.subscribe()
-        const journaled = runs.readEvents(runId, after, subscription.journaledSeq).pipe(
-          Effect.map((events) => events.map((event) => ({ event, json: JSON.stringify(event) })))
-        )
-        return Stream.fromIterableEffect(journaled).pipe(
-          Stream.concat(Stream.fromIterable(subscription.pending)),
-          Stream.concat(Stream.fromQueue(subscription.live)),
-          Stream.filter((entry) => entry.event.seq > after),
-          Stream.takeUntil((entry) => isTerminal(entry.event.type))
-        )
-      }))
-
-    const followJournal = (runId: RunId, after: number): Stream.Stream<JournalEntry, NotFound> =>
-      Stream.unwrap(Effect.gen(function*() {
-        if (Option.isNone(yield* runs.find(runId))) {
-          return Stream.fail(new NotFound({ message: `run ${runId} does not exist` }))
-        }
-        let last = after
-        let ended = false
-        const pull = Effect.gen(function*() {
-          if (ended) return yield* Effect.fail(Option.none())
-          const events = yield* runs.readEvents(runId, last)
-          if (events.length > 0) {
-            last = events[events.length - 1]!.seq
-            ended = events.some((event) => isTerminal(event.type))
-            return Chunk.fromIterable(events.map((event) => ({ event, json: JSON.stringify(event) })))
-          }
-          // Nothing after `last`: either the run already ended at or before it, or more is coming.
-          if (Option.isSome(yield* runs.terminalSeq(runId))) return yield* Effect.fail(Option.none())
-          yield* Effect.sleep(flushInterval)
-          return Chunk.empty<JournalEntry>()
-        })
-        return Stream.repeatEffectChunkOption(pull)
-      }))
-
     /** Aborts without waiting, in the runner's own scope: for callers that are going away (a disconnect). */
     const abortInBackground = (runId: RunId, reason: AbortReason) => Effect.asVoid(Effect.forkIn(abort(runId, reason), scope))
 
-    return { launch, abort, abortInBackground, events, isLive: (runId: RunId) => live.has(runId) } as const
+    /** The event log of a run live in this process. */
+    const logOf = (runId: RunId): Option.Option<EventLog> => Option.map(Option.fromNullable(live.get(runId)), (run) => run.log)
+
+    return { launch, abort, abortInBackground, logOf, isLive: (runId: RunId) => live.has(runId) } as const
   })
 }) {}

@@ -1,9 +1,10 @@
-import { Effect, Option, Stream } from "effect"
+import { Effect, Option } from "effect"
 import { NotFound } from "../../domain/ApiErrors.ts"
 import type { ChatId, GenerationId, RunId } from "../../domain/Ids.ts"
 import type { AbortReason, RunStatus } from "../../domain/Run.ts"
 import { ChatsRepo } from "../ChatsRepo.ts"
 import { RunsRepo } from "../RunsRepo.ts"
+import { RunEvents } from "./RunEvents.ts"
 import { Runner } from "./Runner.ts"
 
 /** Reading, following and aborting runs: what the API offers over the runner and its rows. */
@@ -12,6 +13,7 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
     const repo = yield* RunsRepo
     const chats = yield* ChatsRepo
     const runner = yield* Runner
+    const events = yield* RunEvents
 
     const snapshot = Effect.fn("Runs.snapshot")(function*(runId: RunId) {
       return yield* Effect.flatMap(repo.snapshot(runId), Option.match({
@@ -28,9 +30,9 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
     )
 
     /** The run's events after `after`; fails before streaming anything if the run does not exist. */
-    const events = Effect.fn("Runs.events")(function*(runId: RunId, after: number) {
+    const eventsOf = Effect.fn("Runs.events")(function*(runId: RunId, after: number) {
       if (Option.isNone(yield* repo.find(runId))) return yield* new NotFound({ message: `run ${runId} does not exist` })
-      return runner.events(runId, after).pipe(Stream.orDie)
+      return events.follow(runId, after)
     })
 
     /** Idempotent: answers with the final snapshot once the run is terminal. */
@@ -48,6 +50,7 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       return yield* abort(runId, reason)
     })
 
-    return { snapshot, list, events, abort, abortGeneration } as const
-  })
+    return { snapshot, list, events: eventsOf, abort, abortGeneration } as const
+  }),
+  dependencies: [RunEvents.Default]
 }) {}
