@@ -2,25 +2,31 @@ import { Layer } from "effect"
 import { HttpLive } from "./http/Server.ts"
 import { Chats } from "./services/Chats.ts"
 import { ChatsRepo } from "./services/ChatsRepo.ts"
+import { Generations } from "./services/Generations.ts"
+import { Instance } from "./services/Instance.ts"
+import { LanguageModelLive } from "./services/llm/LanguageModelLive.ts"
 import { PostStep, PostStepLive } from "./services/runner/PostStep.ts"
 import { PreStep, PreStepLive } from "./services/runner/PreStep.ts"
 import { Runner } from "./services/runner/Runner.ts"
 import { Runs } from "./services/runner/Runs.ts"
+import { Sweeper, SweeperLoop } from "./services/runner/Sweeper.ts"
 import { Turns } from "./services/runner/Turns.ts"
 import { RunsRepo } from "./services/RunsRepo.ts"
-import { Generations } from "./services/Generations.ts"
-import { LanguageModelLive } from "./services/llm/LanguageModelLive.ts"
 
-/** Every service of the product over the configured model; needs `AppConfig` and a `SqlClient`. */
 /** The built-in steps; a library user provides their own `PreStep` / `PostStep` Layers instead. */
 export const BuiltinStepsLive = Layer.merge(PreStepLive, PostStepLive).pipe(Layer.provide(ChatsRepo.Default))
 
-/** Every service of the product over the given steps; needs `AppConfig`, a `SqlClient`, a model. */
+/**
+ * Every service of the product over the given steps, with the lease renewal and the sweeper
+ * running; needs `AppConfig`, a `SqlClient` and a model.
+ */
 export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>) => {
+  const core = Layer.mergeAll(ChatsRepo.Default, RunsRepo.Default, Generations.Default, Instance.Default)
   const runner = Runner.Default.pipe(Layer.provide(steps))
-  return Layer.mergeAll(Chats.Default, Turns.Default, Runs.Default).pipe(
+  const sweeping = SweeperLoop.pipe(Layer.provideMerge(Sweeper.Default))
+  return Layer.mergeAll(Chats.Default, Turns.Default, Runs.Default, sweeping).pipe(
     Layer.provideMerge(runner),
-    Layer.provide(Layer.mergeAll(ChatsRepo.Default, RunsRepo.Default, Generations.Default))
+    Layer.provideMerge(core)
   )
 }
 

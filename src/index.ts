@@ -35,6 +35,8 @@ export type { RunContext, StepProgram, StepResult } from "./services/runner/RunC
 export { RunEvents } from "./services/runner/RunEvents.ts"
 export { Runner } from "./services/runner/Runner.ts"
 export { Runs } from "./services/runner/Runs.ts"
+export { Sweeper, SweeperLoop } from "./services/runner/Sweeper.ts"
+export { Instance } from "./services/Instance.ts"
 export { Turns } from "./services/runner/Turns.ts"
 
 /** A typed client for a running server, from the same `HttpApi` the server implements. */

@@ -159,6 +159,11 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
                                           WHERE run_id = ${runId} AND seq > ${afterSeq} AND seq <= ${upToSeq}
                                           ORDER BY seq`.pipe(Effect.map((rows) => rows.map((row) => row.payload)), Effect.orDie)
 
+    /** Extends the leases of every running run this instance owns (one statement for all). */
+    const renewLeases = (ownerInstance: string, leaseExpiresAt: Date) =>
+      sql`UPDATE pipeline_runs SET lease_expires_at = ${leaseExpiresAt}
+          WHERE owner_instance = ${ownerInstance} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
+
     /** The `seq` of the run's journaled terminal event, once there is one. */
     const terminalSeq = (runId: RunId) =>
       sql<{ readonly seq: number }>`SELECT seq FROM pipeline_run_events
@@ -218,6 +223,7 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
       finishStep,
       appendEvents,
       readEvents,
+      renewLeases,
       terminalSeq,
       find,
       snapshot,

@@ -93,8 +93,9 @@ export const checkInvariants = Effect.gen(function*() {
     expect(terminal, label).toHaveLength(1)
     expect(journal.at(-1)?.type, label).toBe(`pipeline.run.${run.status}`)
 
-    // 7: the deltas are the generation's raw text; `post` may only normalize it.
-    if (generation) {
+    // 7: the deltas are the generation's raw text; `post` may only normalize it. (A dead
+    // process may have flushed text whose deltas it never journaled: spec 10, "Crash safety".)
+    if (generation && run.error_code !== "run_interrupted") {
       const deltas = journal.filter((event) => event.type === "llm.stream.delta")
         .map((event) => (event.payload as { readonly content: string }).content).join("")
       const variant = variants.find((v) => v.id === generation.variant_id)

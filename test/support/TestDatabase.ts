@@ -17,9 +17,9 @@ export const pglite: TestDatabase = {
   layer: Layer.orDie(clientLayer(Option.none(), "memory"))
 }
 
-/** A new database on the server of `TEST_DATABASE_URL`, dropped when the layer is released. */
-const freshPostgres = (adminUrl: string): Layer.Layer<SqlClient.SqlClient> =>
-  Layer.unwrapScoped(Effect.gen(function*() {
+/** The URL of a new, empty database on the server of `adminUrl`, dropped when the scope closes. */
+export const freshDatabaseUrl = (adminUrl: string) =>
+  Effect.gen(function*() {
     const name = `turn_runner_test_${Date.now()}_${Math.floor(Math.random() * 1e6)}`
     const admin = PgClient.layer({ url: Redacted.make(adminUrl), maxConnections: 1 })
     const onAdmin = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
@@ -30,8 +30,13 @@ const freshPostgres = (adminUrl: string): Layer.Layer<SqlClient.SqlClient> =>
     )
     const url = new URL(adminUrl)
     url.pathname = `/${name}`
-    return Layer.orDie(clientLayer(Option.some(Redacted.make(url.href)), "memory"))
-  }))
+    return url.href
+  })
+
+/** A new, migrated database on the server of `TEST_DATABASE_URL`, dropped when the layer is released. */
+const freshPostgres = (adminUrl: string): Layer.Layer<SqlClient.SqlClient> =>
+  Layer.unwrapScoped(Effect.map(freshDatabaseUrl(adminUrl), (url) =>
+    Layer.orDie(clientLayer(Option.some(Redacted.make(url)), "memory"))))
 
 export const postgres: TestDatabase | undefined = process.env.TEST_DATABASE_URL
   ? { name: "postgres", layer: freshPostgres(process.env.TEST_DATABASE_URL) }

@@ -8,6 +8,7 @@ import type { OnBusy, Regenerate, SendMessage, Trigger } from "../../domain/Run.
 import { AppConfig } from "../AppConfig.ts"
 import { ChatsRepo } from "../ChatsRepo.ts"
 import { sha256Of } from "../Hashing.ts"
+import { Instance } from "../Instance.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { makeId } from "../Uuid.ts"
 import type { RunContext } from "./RunContext.ts"
@@ -53,7 +54,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
     const chats = yield* ChatsRepo
     const runs = yield* RunsRepo
     const runner = yield* Runner
-    const instanceId = yield* makeId<string>()
+    const instance = yield* Instance
 
     const existingRun = (plan: TurnPlan) =>
       Effect.flatMap(runs.findByKey(plan.chatId, plan.idempotencyKey), Option.match({
@@ -116,7 +117,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
             assistantMessageId: assistant.assistantMessageId,
             assistantVariantId: assistant.assistantVariantId,
             settings: plan.settings,
-            ownerInstance: instanceId,
+            ownerInstance: instance.id,
             leaseExpiresAt: new Date(startedAt.getTime() + config.leaseTtlMs),
             startedAt
           })

@@ -1,0 +1,116 @@
+import { SqlClient } from "@effect/sql"
+import { expect, layer } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import { BuiltinStepsLive, servicesWith } from "../../../src/AppLayer.ts"
+import { Instance } from "../../../src/services/Instance.ts"
+import { LanguageModelLive } from "../../../src/services/llm/LanguageModelLive.ts"
+import { Sweeper } from "../../../src/services/runner/Sweeper.ts"
+import { uuidv7At } from "../../../src/services/Uuid.ts"
+import { seedChat } from "../../support/Fixtures.ts"
+import { checkInvariants } from "../../support/Invariants.ts"
+import { testConfig } from "../../support/TestConfig.ts"
+import { testDatabases } from "../../support/TestDatabase.ts"
+
+const id = () => uuidv7At(Date.now())
+
+/**
+ * The rows a process leaves behind when it dies in the middle of streaming: `pre` done, `llm`
+ * running, the generation streaming, four events journaled, and a lease that ran out.
+ */
+const deadRun = (leaseExpiresAt: Date) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const chat = yield* seedChat
+    const runId = id()
+    const preId = id()
+    const llmId = id()
+    const generationId = id()
+    const t = (ms: number) => new Date(Date.now() - 60_000 + ms)
+    yield* sql`INSERT INTO pipeline_runs (id, chat_id, pipeline_id, pipeline_name, trigger, status, idempotency_key,
+                 request_fingerprint, user_message_id, assistant_message_id, assistant_variant_id, owner_instance,
+                 lease_expires_at, started_at)
+               VALUES (${runId}, ${chat.chatId}, 'builtin:default', 'default', 'user_message', 'running', ${`user_message:${chat.userMessageId}`},
+                 'fp', ${chat.userMessageId}, ${chat.assistantMessageId}, ${chat.assistantVariantId}, 'a-dead-process',
+                 ${leaseExpiresAt}, ${t(0)})`
+    yield* sql`INSERT INTO pipeline_step_runs (id, run_id, step_type, position, status, label, started_at, finished_at)
+               VALUES (${preId}, ${runId}, 'pre', 0, 'done', 'Preparing context', ${t(1)}, ${t(2)}),
+                      (${llmId}, ${runId}, 'llm', 1, 'running', 'Generating answer', ${t(3)}, NULL)`
+    yield* sql`INSERT INTO llm_generations (id, run_id, step_run_id, chat_id, assistant_message_id, variant_id, status,
+                 provider, model, prompt_hash, started_at)
+               VALUES (${generationId}, ${runId}, ${llmId}, ${chat.chatId}, ${chat.assistantMessageId},
+                 ${chat.assistantVariantId}, 'streaming', 'local', 'local-echo', 'hash', ${t(4)})`
+    yield* sql`UPDATE pipeline_runs SET generation_id = ${generationId} WHERE id = ${runId}`
+    yield* sql`UPDATE message_variants SET content = 'partial ', generation_id = ${generationId} WHERE id = ${chat.assistantVariantId}`
+    const types = ["pipeline.run.started", "pipeline.step.started", "pipeline.step.done", "pipeline.step.started"]
+    yield* sql`INSERT INTO pipeline_run_events ${sql.insert(types.map((type, i) => ({
+      run_id: runId, seq: i + 1, type, at: t(i), payload: JSON.stringify({ type, seq: i + 1, runId })
+    })))}`
+    return { chat, runId, generationId }
+  })
+
+const services = (database: (typeof testDatabases)[number]) =>
+  servicesWith(BuiltinStepsLive).pipe(
+    Layer.provide(LanguageModelLive),
+    Layer.provide(testConfig()),
+    Layer.provideMerge(database.layer)
+  )
+
+for (const database of testDatabases) {
+  layer(services(database), { timeout: 60_000, excludeTestServices: true })(`the sweeper on ${database.name}`, (it) => {
+    it.effect("closes a run whose lease expired: run_interrupted, running step error, later steps skipped, generation error", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { chat, generationId, runId } = yield* deadRun(new Date(Date.now() - 1000))
+        expect(yield* (yield* Sweeper).sweep).toBe(1)
+        const [run] = yield* sql<Record<string, unknown>>`SELECT * FROM pipeline_runs WHERE id = ${runId}`
+        expect(run).toMatchObject({ status: "error", error_code: "run_interrupted", lease_expires_at: null })
+        const steps = yield* sql<Record<string, unknown>>`SELECT step_type, status, error_code FROM pipeline_step_runs WHERE run_id = ${runId} ORDER BY position`
+        expect(steps).toEqual([
+          { step_type: "pre", status: "done", error_code: null },
+          { step_type: "llm", status: "error", error_code: "run_interrupted" },
+          { step_type: "post", status: "skipped", error_code: null }
+        ])
+        const [generation] = yield* sql<Record<string, unknown>>`SELECT status, error_code FROM llm_generations WHERE id = ${generationId}`
+        expect(generation).toEqual({ status: "error", error_code: "run_interrupted" })
+        const [variant] = yield* sql<{ readonly content: string }>`SELECT content FROM message_variants WHERE id = ${chat.assistantVariantId}`
+        expect(variant?.content).toBe("partial ")
+        const events = yield* sql<{ readonly seq: number; readonly type: string; readonly payload: Record<string, unknown> }>`
+          SELECT seq, type, payload FROM pipeline_run_events WHERE run_id = ${runId} ORDER BY seq`
+        expect(events.slice(4).map((event) => [event.seq, event.type, event.payload.status, event.payload.stepType])).toEqual([
+          [5, "llm.stream.done", "error", "llm"],
+          [6, "pipeline.step.done", "error", "llm"],
+          [7, "pipeline.step.done", "skipped", "post"],
+          [8, "pipeline.run.error", "error", undefined]
+        ])
+        expect(events[7]?.payload).toMatchObject({ runId, chatId: chat.chatId, generationId, error: { code: "run_interrupted" } })
+      }))
+
+    it.effect("leaves a run whose lease has not expired", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { runId } = yield* deadRun(new Date(Date.now() + 60_000))
+        expect(yield* (yield* Sweeper).sweep).toBe(0)
+        const [run] = yield* sql<{ readonly status: string }>`SELECT status FROM pipeline_runs WHERE id = ${runId}`
+        expect(run?.status).toBe("running")
+        yield* sql`UPDATE pipeline_runs SET lease_expires_at = ${new Date(Date.now() - 1)} WHERE id = ${runId}`
+        expect(yield* (yield* Sweeper).sweep).toBe(1)
+      }))
+
+    it.scoped("several sweepers at once close each run exactly once", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const dead = yield* Effect.all(Array.from({ length: 3 }, () => deadRun(new Date(Date.now() - 1000))))
+        // Three more instances' sweepers beside this one's, all sweeping at the same moment.
+        const others = yield* Effect.all(Array.from({ length: 3 }, () =>
+          Effect.map(Layer.build(Sweeper.Default.pipe(Layer.provide(Instance.Default))), (context) => Context.get(context, Sweeper))))
+        const closed = yield* Effect.all([yield* Sweeper, ...others].map((sweeper) => sweeper.sweep), { concurrency: "unbounded" })
+        expect(closed.reduce((a, b) => a + b, 0)).toBe(3)
+        for (const { runId } of dead) {
+          const terminal = yield* sql`SELECT seq FROM pipeline_run_events WHERE run_id = ${runId} AND type LIKE 'pipeline.run.%' AND type <> 'pipeline.run.started'`
+          expect(terminal).toHaveLength(1)
+        }
+      }))
+
+    it.effect("the database satisfies every invariant of the spec", () => checkInvariants)
+  })
+}
