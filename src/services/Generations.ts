@@ -8,6 +8,7 @@ import type { PromptDraft } from "../domain/Prompt.ts"
 import { AppConfig } from "./AppConfig.ts"
 import { ChatsRepo } from "./ChatsRepo.ts"
 import { GenerationsRepo } from "./GenerationsRepo.ts"
+import { InterruptionCause } from "./Interruption.ts"
 import type { GenerationOutcome } from "./GenerationsRepo.ts"
 import { sha256Of } from "./Hashing.ts"
 import { GenerationSettings } from "./llm/GenerationSettings.ts"
@@ -77,6 +78,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
     const generate = (request: GenerateRequest): Stream.Stream<GenerationEvent, GenerationFailed> =>
       Stream.unwrapScoped(Effect.gen(function*() {
         const generationId = yield* makeId<GenerationId>()
+        const interruption = yield* InterruptionCause
         const modelName = typeof request.settings.model === "string" ? request.settings.model : info.model
         let text = ""
         let flushedLength = 0
@@ -91,7 +93,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         const close = (exit: Exit.Exit<unknown, unknown>) =>
           Effect.gen(function*() {
             yield* flush
-            yield* repo.finish(generationId, outcomeOf(exit, finished, yield* currentDate))
+            yield* repo.finish(generationId, outcomeOf(exit, finished, interruption.error, yield* currentDate))
           }).pipe(Effect.withSpan("Generations.close"))
 
         yield* Effect.acquireRelease(
@@ -156,6 +158,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
 const outcomeOf = (
   exit: Exit.Exit<unknown, unknown>,
   finished: Extract<GenerationEvent, { _tag: "Finished" }> | undefined,
+  interruptedBecause: ErrorInfo | undefined,
   finishedAt: Date
 ): GenerationOutcome => {
   const base = { finishReason: finished?.finishReason ?? null, usage: finished?.usage ?? null, finishedAt }
@@ -163,7 +166,11 @@ const outcomeOf = (
     // A consumer that stopped reading before the model finished cut the answer short.
     return finished ? { ...base, status: "done", error: null } : { ...base, status: "aborted", error: abortedInfo }
   }
-  if (Cause.isInterruptedOnly(exit.cause)) return { ...base, status: "aborted", error: abortedInfo }
+  if (Cause.isInterruptedOnly(exit.cause)) {
+    return interruptedBecause === undefined
+      ? { ...base, status: "aborted", error: abortedInfo }
+      : { ...base, status: "error", error: interruptedBecause }
+  }
   const failure = Cause.failureOption(exit.cause)
   const error: ErrorInfo = failure._tag === "Some" && failure.value instanceof GenerationFailed
     ? { code: failure.value.code, message: failure.value.message }

@@ -9,6 +9,7 @@ import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Generations } from "../Generations.ts"
 import { Instance } from "../Instance.ts"
+import { InterruptionCause } from "../Interruption.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { makeId } from "../Uuid.ts"
 import { EventLog } from "./EventLog.ts"
@@ -64,6 +65,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       })
     )
     const flushInterval = Duration.millis(config.flushIntervalMs)
+    const runTimeout = Duration.millis(config.runTimeoutMs)
     const instance = yield* Instance
 
     // Leases (spec 10, "Crash safety"): while this process lives its runs' leases keep moving
@@ -79,6 +81,9 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     const execute = (context: RunContext, run: LiveRun) => {
       const { log } = run
       const reached = new Set<StepType>()
+      const interruption: { error: ErrorInfo | undefined } = { error: undefined }
+      /** A failure's error, or for an interruption the reason it was not an abort (a timeout). */
+      const errorFor = (cause: Cause.Cause<unknown>) => errorOf(cause) ?? interruption.error
 
       /** One step: its row and `pipeline.step.started` now, its closing from its own `Exit`. */
       const step = <A, E>(
@@ -96,7 +101,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
             Effect.onExit((exit) =>
               Effect.gen(function*() {
                 const finishedAt = yield* now
-                const error = Exit.isFailure(exit) ? errorOf(exit.cause) : undefined
+                const error = Exit.isFailure(exit) ? errorFor(exit.cause) : undefined
                 const status = Exit.isSuccess(exit) ? "done" : error === undefined ? "aborted" : "error"
                 if (Exit.isFailure(exit) && error === internalError) yield* Effect.logError(`step ${stepType} failed`, exit.cause)
                 yield* runs.finishStep(ref.stepRunId, {
@@ -150,7 +155,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           }),
           Effect.onExit((exit) => {
             if (Exit.isSuccess(exit) || !started) return Effect.void
-            const error = errorOf(exit.cause)
+            const error = errorFor(exit.cause)
             return error === undefined
               ? log.emit({ type: "llm.stream.done", status: "aborted" }, ref)
               : Effect.zipRight(
@@ -177,7 +182,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
             yield* log.emit({ type: "pipeline.step.done", status: "skipped", durationMs: 0 }, ref)
           }
           const finishedAt = yield* now
-          const error = Exit.isFailure(exit) ? errorOf(exit.cause) : undefined
+          const error = Exit.isFailure(exit) ? errorFor(exit.cause) : undefined
           const abortReason = run.abortReason ?? "user"
           const terminal: RunEventBody = Exit.isSuccess(exit)
             ? { type: "pipeline.run.done", status: "done", finishedAt: finishedAt.toISOString() }
@@ -203,8 +208,16 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
         // The journal is written once per interval while the run lives, and once more at its end.
         yield* Effect.forkScoped(Effect.repeat(journal(context.runId, log), Schedule.spaced(flushInterval)))
-        yield* steps
+        // RUN_TIMEOUT_MS: the deadline interrupts the steps, having said why.
+        const deadline = Effect.sleep(runTimeout).pipe(
+          Effect.zipRight(Effect.sync(() => {
+            interruption.error = { code: "run_timeout", message: `the run took longer than ${config.runTimeoutMs} ms` }
+          })),
+          Effect.zipRight(Effect.interrupt)
+        )
+        yield* Effect.raceFirst(steps, deadline)
       }).pipe(
+        Effect.provideService(InterruptionCause, interruption),
         Effect.scoped,
         Effect.onExit(finalize),
         Effect.annotateLogs({ runId: context.runId, chatId: context.chatId }),

@@ -108,3 +108,52 @@ layer(services, { timeout: 60_000 })("the runner under TestClock", (it) => {
       expect(journal!.writes).toBeLessThanOrEqual(3)
     }))
 })
+
+const timeoutServices = servicesWith(steps).pipe(
+  Layer.provide(LanguageModelLive),
+  Layer.provide(testConfig({ runTimeoutMs: 1000 })),
+  Layer.provideMerge(pglite.layer)
+)
+
+layer(timeoutServices, { timeout: 60_000 })("RUN_TIMEOUT_MS under TestClock", (it) => {
+  it.effect("a run still going after RUN_TIMEOUT_MS ends error run_timeout, its step and generation too", () =>
+    Effect.gen(function*() {
+      const chat = yield* seedChat
+      const sql = yield* SqlClient.SqlClient
+      const started = yield* (yield* Turns).sendMessage(chat.chatId as ChatId, {
+        userMessageId: uuidv7At(Date.now()) as MessageId,
+        content: "Say two words, then nothing",
+        settings: { max_tokens: 10, local: { tokenDelayMs: 100, stallAfterTokens: 2 } },
+        onBusy: "reject",
+        abortOnDisconnect: false
+      })
+      yield* advanceTo(40) // pre
+      yield* advanceTo(140) // the second chunk; then silence
+      yield* advanceTo(1000) // the deadline
+      for (let i = 0; i < 100_000; i++) {
+        const [run] = yield* row("pipeline_runs", "id", started.runId)
+        if (run?.status !== "running") break
+        yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      }
+      const [run] = yield* row("pipeline_runs", "id", started.runId)
+      expect(run).toMatchObject({ status: "error", error_code: "run_timeout", abort_reason: null })
+      expect(at(run!.finished_at)).toBe(1000)
+      const steps = yield* sql<Record<string, unknown>>`SELECT step_type, status, error_code FROM pipeline_step_runs WHERE run_id = ${started.runId} ORDER BY position`
+      expect(steps).toEqual([
+        { step_type: "pre", status: "done", error_code: null },
+        { step_type: "llm", status: "error", error_code: "run_timeout" },
+        { step_type: "post", status: "skipped", error_code: null }
+      ])
+      const [generation] = yield* row("llm_generations", "run_id", started.runId)
+      expect(generation).toMatchObject({ status: "error", error_code: "run_timeout" })
+      const events = yield* sql<{ readonly type: string; readonly payload: Record<string, unknown> }>`
+        SELECT type, payload FROM pipeline_run_events WHERE run_id = ${started.runId} ORDER BY seq`
+      expect(events.slice(-5).map((event) => [event.type, event.payload.status ?? null, (event.payload.error as { code?: string } | undefined)?.code ?? null])).toEqual([
+        ["llm.stream.error", null, "run_timeout"],
+        ["llm.stream.done", "error", null],
+        ["pipeline.step.done", "error", "run_timeout"],
+        ["pipeline.step.done", "skipped", null],
+        ["pipeline.run.error", "error", "run_timeout"]
+      ])
+    }))
+})
