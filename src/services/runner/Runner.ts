@@ -1,4 +1,5 @@
 import { Cause, Clock, Duration, Effect, Exit, Fiber, FiberMap, Option, Schedule, Stream } from "effect"
+import type { Scope } from "effect"
 import { GenerationFailed } from "../../domain/Generation.ts"
 import type { ErrorInfo } from "../../domain/Generation.ts"
 import type { RunId, StepRunId } from "../../domain/Ids.ts"
@@ -208,14 +209,17 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
         // The journal is written once per interval while the run lives, and once more at its end.
         yield* Effect.forkScoped(Effect.repeat(journal(context.runId, log), Schedule.spaced(flushInterval)))
-        // RUN_TIMEOUT_MS: the deadline interrupts the steps, having said why.
-        const deadline = Effect.sleep(runTimeout).pipe(
-          Effect.zipRight(Effect.sync(() => {
-            interruption.error = { code: "run_timeout", message: `the run took longer than ${config.runTimeoutMs} ms` }
-          })),
-          Effect.zipRight(Effect.interrupt)
-        )
-        yield* Effect.raceFirst(steps, deadline)
+        // RUN_TIMEOUT_MS: a watchdog interrupts the run as an abort would, having said why.
+        yield* Effect.withFiberRuntime<void, never, Scope.Scope>((self) =>
+          Effect.sleep(runTimeout).pipe(
+            Effect.zipRight(Effect.sync(() => {
+              interruption.error = { code: "run_timeout", message: `the run took longer than ${config.runTimeoutMs} ms` }
+            })),
+            Effect.zipRight(Fiber.interruptFork(self)),
+            Effect.forkScoped,
+            Effect.asVoid
+          ))
+        yield* steps
       }).pipe(
         Effect.provideService(InterruptionCause, interruption),
         Effect.scoped,
