@@ -1,39 +1,21 @@
-import { HttpApiBuilder, HttpIncomingMessage, HttpServerRequest } from "@effect/platform"
-import type { HttpServerResponse } from "@effect/platform/HttpServerResponse"
+import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import { Cause, Effect, Option } from "effect"
-import { InternalError, NotFound, PayloadTooLarge, ValidationError } from "../domain/ApiErrors.ts"
+import { InternalError, NotFound, ValidationError } from "../domain/ApiErrors.ts"
 import { Api } from "./Api.ts"
+import { checkedBody } from "./RequestBody.ts"
 
-/** Request bodies larger than this are refused with 413 before anything is parsed (spec 70). */
-export const maxBodyBytes = 1024 * 1024
-
-const isRequestError = (defect: unknown): defect is { readonly _tag: "RequestError"; readonly cause?: unknown } =>
+const isRequestError = (defect: unknown): defect is { readonly _tag: "RequestError" } =>
   typeof defect === "object" && defect !== null && "_tag" in defect && defect._tag === "RequestError"
-
-const bodyTooLarge = (defect: { readonly cause?: unknown }) =>
-  defect.cause instanceof Error && defect.cause.message === "maxBytes exceeded"
 
 /**
  * Every error answer carries `{code, message}` (spec 70): the platform's own failures (a body
  * that does not decode, an unknown route, a body too large) are translated into the API's error
  * classes here, and a defect becomes a bare `internal_error` while the log keeps the whole cause.
  */
-const tooLarge = new PayloadTooLarge({ message: `the request body is larger than ${maxBodyBytes} bytes` })
-
-/**
- * A declared length over the limit is refused before the body is read, so Node can drain it and
- * the client reads a clean 413; a body that only turns out too long while streaming is cut off.
- */
-const refuseLargeBodies = <E, R>(app: Effect.Effect<HttpServerResponse, E, R>) =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request): Effect.Effect<HttpServerResponse, E | PayloadTooLarge, R> =>
-    Number(request.headers["content-length"] ?? 0) > maxBodyBytes
-      ? Effect.fail(tooLarge)
-      : HttpIncomingMessage.withMaxBodySize(app, Option.some(maxBodyBytes)))
-
 export const ErrorBodies = HttpApiBuilder.middleware(Api, (app) =>
   app.pipe(
-    refuseLargeBodies,
+    checkedBody,
     Effect.catchAllCause((cause) =>
       Effect.gen(function*() {
         if (Cause.isInterruptedOnly(cause)) return yield* Effect.failCause(cause)
@@ -58,10 +40,14 @@ export const ErrorBodies = HttpApiBuilder.middleware(Api, (app) =>
           return yield* Effect.failCause(cause)
         }
         const defect = Cause.dieOption(cause)
-        if (Option.isSome(defect) && isRequestError(defect.value)) {
-          return yield* bodyTooLarge(defect.value)
-            ? tooLarge
-            : new ValidationError({ message: "the request body is not valid JSON" })
+        if (Option.isSome(defect)) {
+          // The platform turns body read failures into defects; so do ours (`checkedBody`).
+          if (defect.value instanceof ValidationError) return yield* defect.value
+          if (isRequestError(defect.value)) return yield* new ValidationError({ message: "the request body is not valid JSON" })
+          // Input nested deeper than the stack: the decoder gave up, the input is at fault.
+          if (defect.value instanceof RangeError && defect.value.message.includes("call stack")) {
+            return yield* new ValidationError({ message: "the request is nested too deeply" })
+          }
         }
         yield* Effect.logError("request failed with a defect", cause)
         return yield* new InternalError({ message: "an internal error occurred; the server log has the details" })

@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
 import { Layer } from "effect"
 import { Api } from "./Api.ts"
 import { ChatsHttp } from "./ChatsHttp.ts"
@@ -13,5 +13,7 @@ export const HttpLive = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ErrorBodies),
   Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide([SystemHttp, ChatsHttp, TurnsHttp, RunsHttp]))),
+  // Long path parameters still reach their route, to be refused there as invalid ids (400, not 404).
+  Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384 })),
   HttpServer.withLogAddress
 )
