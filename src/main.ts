@@ -1,26 +1,49 @@
-import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { ConfigError, Console, Effect, Layer, Logger } from "effect"
+import { NodeHttpServer } from "@effect/platform-node"
+import { ConfigError, Console, Context, Deferred, Effect, Exit, Fiber, Layer, Logger } from "effect"
 import { createServer } from "node:http"
-import { AppLive } from "./AppLayer.ts"
+import { ServicesLive } from "./AppLayer.ts"
+import { HttpLive } from "./http/Server.ts"
 import { AppConfig } from "./services/AppConfig.ts"
 import { DatabaseLive } from "./services/db/Database.ts"
+import { Runner } from "./services/runner/Runner.ts"
 
 const ServerLive = Layer.unwrapEffect(Effect.map(AppConfig, ({ host, port }) =>
-  AppLive.pipe(
+  HttpLive.pipe(
+    Layer.provideMerge(ServicesLive),
     Layer.provide(NodeHttpServer.layer(createServer, { port, host })),
     Layer.provide(DatabaseLive)
   )))
 
+/**
+ * The first SIGTERM/SIGINT. Later ones are ignored until the graceful shutdown is done: `npm start`
+ * and a terminal's Ctrl-C often deliver the signal twice, and the second must not cut it short.
+ */
+const firstSignal = Effect.gen(function*() {
+  const received = yield* Deferred.make<NodeJS.Signals>()
+  const onSignal = (signal: NodeJS.Signals) => Deferred.unsafeDone(received, Exit.succeed(signal))
+  yield* Effect.acquireRelease(
+    Effect.sync(() => process.on("SIGTERM", onSignal).on("SIGINT", onSignal)),
+    () => Effect.sync(() => process.off("SIGTERM", onSignal).off("SIGINT", onSignal))
+  )
+  return yield* Deferred.await(received)
+})
+
 const main = Effect.gen(function*() {
   const config = yield* AppConfig
-  return yield* Layer.launch(ServerLive).pipe(Logger.withMinimumLogLevel(config.logLevel))
+  yield* Effect.scoped(Effect.gen(function*() {
+    const signal = yield* Effect.fork(firstSignal)
+    const services = yield* Layer.build(ServerLive)
+    yield* Effect.logInfo(`shutting down on ${yield* Fiber.join(signal)}`)
+    // Runs finish (or are aborted) while the HTTP server still answers, with 503 for new turns.
+    yield* Context.get(services, Runner).drain
+  })).pipe(Logger.withMinimumLogLevel(config.logLevel))
 }).pipe(
   Effect.provide(AppConfig.Default),
   // A bad setting stops start-up with one line naming the variable (spec 90).
   Effect.catchIf(ConfigError.isConfigError, (error) =>
-    Console.error(`turn-runner: invalid configuration: ${error}`).pipe(
-      Effect.zipRight(Effect.sync(() => process.exit(1)))
-    ))
+    Effect.zipRight(Console.error(`turn-runner: invalid configuration: ${error}`), Effect.sync(() => process.exit(1)))),
+  Effect.tapErrorCause((cause) => Effect.logError("the server stopped with an error", cause))
 )
 
-NodeRuntime.runMain(main, { disablePrettyLogger: true })
+// Not `NodeRuntime.runMain`: its signal handlers interrupt the program at once, with no drain.
+Effect.runPromiseExit(main).then((exit) => process.exit(Exit.isSuccess(exit) ? 0 : 1))

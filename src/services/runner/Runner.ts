@@ -262,6 +262,29 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     /** The event log of a run live in this process. */
     const logOf = (runId: RunId): Option.Option<EventLog> => Option.map(Option.fromNullable(live.get(runId)), (run) => run.log)
 
-    return { launch, abort, abortInBackground, logOf, isLive: (runId: RunId) => live.has(runId) } as const
+    let draining = false
+
+    /**
+     * Graceful shutdown (spec 10): stop taking turns, let live runs finish for
+     * `SHUTDOWN_GRACE_MS`, then abort the rest (`shutdown`) and wait until they are terminal.
+     */
+    const drain = Effect.gen(function*() {
+      draining = true
+      const running = () => [...live.keys()].flatMap((runId) => Option.toArray(FiberMap.unsafeGet(fibers, runId)))
+      yield* Effect.logInfo("draining").pipe(Effect.annotateLogs({ liveRuns: live.size, graceMs: config.shutdownGraceMs }))
+      yield* Fiber.awaitAll(running()).pipe(Effect.timeout(Duration.millis(config.shutdownGraceMs)), Effect.ignore)
+      for (const run of live.values()) run.abortReason ??= "shutdown"
+      yield* Fiber.interruptAll(running())
+    }).pipe(Effect.withSpan("Runner.drain"))
+
+    return {
+      launch,
+      abort,
+      abortInBackground,
+      drain,
+      logOf,
+      isDraining: () => draining,
+      isLive: (runId: RunId) => live.has(runId)
+    } as const
   })
 }) {}

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Option } from "effect"
-import { ChatBusy, IdempotencyKeyReused, NotFound, NotLatestAssistantMessage } from "../../domain/ApiErrors.ts"
+import { ChatBusy, IdempotencyKeyReused, NotFound, NotLatestAssistantMessage, ShuttingDown } from "../../domain/ApiErrors.ts"
 import type { ChatId, MessageId, RunId, VariantId } from "../../domain/Ids.ts"
 import { builtinPipeline } from "../../domain/Run.ts"
 import type { OnBusy, Regenerate, SendMessage, Trigger } from "../../domain/Run.ts"
@@ -20,7 +20,7 @@ export interface TurnStarted {
   readonly deduplicated: boolean
 }
 
-export type TurnError = NotFound | IdempotencyKeyReused | ChatBusy | NotLatestAssistantMessage
+export type TurnError = NotFound | IdempotencyKeyReused | ChatBusy | NotLatestAssistantMessage | ShuttingDown
 
 interface TurnPlan {
   readonly chatId: ChatId
@@ -91,6 +91,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
       Effect.gen(function*() {
         const existing = yield* existingRun(plan)
         if (Option.isSome(existing)) return existing.value
+        if (runner.isDraining()) return yield* new ShuttingDown({ message: "the server is shutting down; try again shortly" })
         // A racing twin may commit between the key check and these: its run wins over their refusal.
         const raced = yield* Effect.zipRight(makeWay(plan), plan.preconditions).pipe(
           Effect.as(Option.none<TurnStarted>()),
