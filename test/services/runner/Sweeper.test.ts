@@ -1,10 +1,14 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Stream } from "effect"
 import { BuiltinStepsLive, servicesWith } from "../../../src/AppLayer.ts"
+import type { MessageId } from "../../../src/domain/Ids.ts"
+import { Chats } from "../../../src/services/Chats.ts"
 import { Instance } from "../../../src/services/Instance.ts"
 import { LanguageModelLive } from "../../../src/services/llm/LanguageModelLive.ts"
+import { Runs } from "../../../src/services/runner/Runs.ts"
 import { Sweeper } from "../../../src/services/runner/Sweeper.ts"
+import { Turns } from "../../../src/services/runner/Turns.ts"
 import { uuidv7At } from "../../../src/services/Uuid.ts"
 import { seedChat } from "../../support/Fixtures.ts"
 import { checkInvariants } from "../../support/Invariants.ts"
@@ -114,3 +118,41 @@ for (const database of testDatabases) {
     it.effect("the database satisfies every invariant of the spec", () => checkInvariants)
   })
 }
+
+const shortLeases = servicesWith(BuiltinStepsLive).pipe(
+  Layer.provide(LanguageModelLive),
+  Layer.provide(testConfig({ leaseTtlMs: 300 })),
+  Layer.provideMerge(testDatabases[0]!.layer)
+)
+
+layer(shortLeases, { timeout: 60_000, excludeTestServices: true })("leases", (it) => {
+  it.effect("the owner renews its live runs' leases, so a run outliving several leases is never swept", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const chat = yield* (yield* Chats).create({})
+      const started = yield* (yield* Turns).sendMessage(chat.id, {
+        userMessageId: id() as MessageId,
+        content: "Take your time",
+        // 30 chunks 50 ms apart: about five leases of 300 ms
+        settings: { max_tokens: 30, local: { tokenDelayMs: 50 } },
+        onBusy: "reject",
+        abortOnDisconnect: false
+      })
+      const events = yield* (yield* Runs).events(started.runId, 0)
+      let deltas = 0
+      yield* Stream.runForEach(events, ({ event }) =>
+        Effect.gen(function*() {
+          if (event.type !== "llm.stream.delta" || ++deltas % 10 !== 0) return
+          // Every 500 ms or so: the lease lies ahead, and a sweep leaves the run alone.
+          const [run] = yield* sql<{ readonly lease: Date; readonly status: string }>`
+            SELECT lease_expires_at AS lease, status FROM pipeline_runs WHERE id = ${started.runId}`
+          expect(run?.status).toBe("running")
+          expect(run!.lease.getTime()).toBeGreaterThan(Date.now())
+          expect(yield* (yield* Sweeper).sweep).toBe(0)
+        }))
+      expect(deltas).toBe(30)
+      const [run] = yield* sql<{ readonly status: string; readonly lease: Date | null }>`
+        SELECT status, lease_expires_at AS lease FROM pipeline_runs WHERE id = ${started.runId}`
+      expect(run).toEqual({ status: "done", lease: null })
+    }))
+})
