@@ -1,7 +1,8 @@
 import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import { Cause, Effect, Option } from "effect"
-import { InternalError, NotFound, ValidationError } from "../domain/ApiErrors.ts"
+import { DatabaseUnavailable, InternalError, NotFound, ValidationError } from "../domain/ApiErrors.ts"
+import { isDatabaseUnavailable } from "../services/db/Unavailable.ts"
 import { Api } from "./Api.ts"
 import { checkedBody } from "./RequestBody.ts"
 
@@ -44,6 +45,10 @@ export const ErrorBodies = HttpApiBuilder.middleware(Api, (app) =>
           // The platform turns body read failures into defects; so do ours (`checkedBody`).
           if (defect.value instanceof ValidationError) return yield* defect.value
           if (isRequestError(defect.value)) return yield* new ValidationError({ message: "the request body is not valid JSON" })
+          if (isDatabaseUnavailable(defect.value)) {
+            yield* Effect.logWarning("database unavailable", cause)
+            return yield* new DatabaseUnavailable({ message: "the database cannot be reached; nothing was written" })
+          }
           // Input nested deeper than the stack: the decoder gave up, the input is at fault.
           if (defect.value instanceof RangeError && defect.value.message.includes("call stack")) {
             return yield* new ValidationError({ message: "the request is nested too deeply" })

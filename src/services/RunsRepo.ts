@@ -159,10 +159,13 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
                                           WHERE run_id = ${runId} AND seq > ${afterSeq} AND seq <= ${upToSeq}
                                           ORDER BY seq`.pipe(Effect.map((rows) => rows.map((row) => row.payload)), Effect.orDie)
 
-    /** Extends the leases of every running run this instance owns (one statement for all). */
-    const renewLeases = (ownerInstance: string, leaseExpiresAt: Date) =>
-      sql`UPDATE pipeline_runs SET lease_expires_at = ${leaseExpiresAt}
-          WHERE owner_instance = ${ownerInstance} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
+    /**
+     * Extends the leases of the given live runs (one statement for all). Only live ones: a run
+     * whose finalization failed must let its lease lapse so that the sweeper closes it.
+     */
+    const renewLeases = (runIds: ReadonlyArray<RunId>, leaseExpiresAt: Date) =>
+      runIds.length === 0 ? Effect.void : sql`UPDATE pipeline_runs SET lease_expires_at = ${leaseExpiresAt}
+          WHERE id IN ${sql.in(runIds)} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
 
     /** The `seq` of the run's journaled terminal event, once there is one. */
     const terminalSeq = (runId: RunId) =>

@@ -9,7 +9,6 @@ import type { PromptDraft } from "../../domain/Prompt.ts"
 import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Generations } from "../Generations.ts"
-import { Instance } from "../Instance.ts"
 import { InterruptionCause } from "../Interruption.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { makeId } from "../Uuid.ts"
@@ -67,11 +66,10 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     )
     const flushInterval = Duration.millis(config.flushIntervalMs)
     const runTimeout = Duration.millis(config.runTimeoutMs)
-    const instance = yield* Instance
 
     // Leases (spec 10, "Crash safety"): while this process lives its runs' leases keep moving
     // ahead; once it dies they expire and any instance's sweeper closes the runs.
-    yield* Effect.flatMap(now, (at) => runs.renewLeases(instance.id, new Date(at.getTime() + config.leaseTtlMs))).pipe(
+    yield* Effect.flatMap(now, (at) => runs.renewLeases([...live.keys()], new Date(at.getTime() + config.leaseTtlMs))).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("could not renew leases", cause)),
       Effect.repeat(Schedule.spaced(Duration.millis(config.leaseTtlMs / 3))),
       Effect.forkScoped

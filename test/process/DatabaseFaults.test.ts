@@ -1,0 +1,70 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Stream } from "effect"
+import { startServer } from "../support/ServerProcess.ts"
+import { parseSse } from "../support/SseClient.ts"
+import { tcpProxy } from "../support/TcpProxy.ts"
+import { freshDatabaseUrl } from "../support/TestDatabase.ts"
+
+const adminUrl = process.env.TEST_DATABASE_URL
+
+const request = (baseUrl: string, method: string, path: string, body?: unknown) =>
+  Effect.tryPromise(() =>
+    fetch(baseUrl + path, {
+      method,
+      headers: { "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) })
+    }).then(async (response) => ({ status: response.status, body: await response.json() as any })))
+
+/** Polls (bounded) until `check` holds; what it last saw. */
+const eventually = <A>(effect: Effect.Effect<A, unknown>, check: (a: A) => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 300; i++) {
+      const value = yield* effect
+      if (check(value)) return value
+      yield* Effect.sleep("50 millis")
+    }
+    return yield* effect
+  })
+
+describe.runIf(adminUrl !== undefined)("database faults, on real Postgres behind a proxy (TEST_DATABASE_URL)", () => {
+  it.live("the database goes away mid-stream: new turns 503, health 503; once it is back, health 200 and the run ends terminal", () =>
+    Effect.gen(function*() {
+      const url = new URL(yield* freshDatabaseUrl(adminUrl!))
+      const proxy = yield* tcpProxy({ host: url.hostname, port: Number(url.port) })
+      url.port = String(proxy.port)
+      const server = yield* startServer({ DATABASE_URL: url.href, LEASE_TTL_MS: "1500" })
+      const base = server.baseUrl
+      const chat = (yield* request(base, "POST", "/chats", {})).body
+      const other = (yield* request(base, "POST", "/chats", {})).body
+      const started = yield* request(base, "POST", `/chats/${chat.id}/messages`, {
+        userMessageId: crypto.randomUUID(),
+        content: "Keep going",
+        settings: { max_tokens: 100, local: { tokenDelayMs: 20 } }
+      })
+      const runId = started.body.run.id as string
+      // Mid-stream: a few deltas have gone out.
+      const response = yield* Effect.tryPromise(() => fetch(`${base}/runs/${runId}/events`))
+      yield* parseSse(Stream.fromAsyncIterable(response.body!, (error) => new Error(String(error)))).pipe(
+        Stream.filter((message) => message._tag === "Event" && message.event === "llm.stream.delta"),
+        Stream.take(3),
+        Stream.runDrain
+      )
+
+      yield* proxy.cut
+      const refused = yield* request(base, "POST", `/chats/${other.id}/messages`, { userMessageId: crypto.randomUUID(), content: "Anyone?" })
+      expect(refused).toMatchObject({ status: 503, body: { code: "database_unavailable" } })
+      expect(JSON.stringify(refused.body)).not.toMatch(/postgres:|ECONN|SELECT|INSERT/)
+      expect((yield* request(base, "GET", "/health")).status).toBe(503)
+
+      yield* proxy.restore
+      const health = yield* eventually(request(base, "GET", "/health"), (answer) => answer.status === 200)
+      expect(health).toMatchObject({ status: 200, body: { status: "ok" } })
+      const final = yield* eventually(request(base, "GET", `/runs/${runId}`), (answer) => answer.body.run?.status !== "running")
+      expect(["done", "error"]).toContain(final.body.run.status)
+      for (const step of final.body.steps) expect(step.status).not.toBe("running")
+      expect(final.body.steps).toHaveLength(3)
+      expect(final.body.generation?.status).not.toBe("streaming")
+      // The refused turn wrote nothing: the other chat is still empty.
+      expect((yield* request(base, "GET", `/chats/${other.id}/messages`)).body.messages).toEqual([])
+    }).pipe(Effect.scoped), 90_000)
+})
