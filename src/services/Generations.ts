@@ -10,6 +10,7 @@ import { ChatsRepo } from "./ChatsRepo.ts"
 import { GenerationsRepo } from "./GenerationsRepo.ts"
 import { InterruptionCause } from "./Interruption.ts"
 import type { GenerationOutcome } from "./GenerationsRepo.ts"
+import { durably } from "./db/Unavailable.ts"
 import { sha256Of } from "./Hashing.ts"
 import { GenerationSettings } from "./llm/GenerationSettings.ts"
 import { ModelInfo } from "./llm/LanguageModelLive.ts"
@@ -84,16 +85,19 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         let flushedLength = 0
         let finished: Extract<GenerationEvent, { _tag: "Finished" }> | undefined
 
+        // Counted as flushed only once written, so a failed write is tried again.
         const flush = Effect.suspend(() => {
-          if (text.length === flushedLength) return Effect.void
-          flushedLength = text.length
-          return chats.setVariantContent(request.variantId, text)
+          const content = text
+          if (content.length === flushedLength) return Effect.void
+          return Effect.map(chats.setVariantContent(request.variantId, content), () => {
+            flushedLength = Math.max(flushedLength, content.length)
+          })
         })
 
         const close = (exit: Exit.Exit<unknown, unknown>) =>
           Effect.gen(function*() {
-            yield* flush
-            yield* repo.finish(generationId, outcomeOf(exit, finished, interruption.error, yield* currentDate))
+            yield* durably(flush)
+            yield* durably(repo.finish(generationId, outcomeOf(exit, finished, interruption.error, yield* currentDate)))
           }).pipe(Effect.withSpan("Generations.close"))
 
         yield* Effect.acquireRelease(

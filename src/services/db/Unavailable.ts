@@ -1,3 +1,5 @@
+import { Cause, Duration, Effect, Schedule } from "effect"
+
 /**
  * Whether a failure means the database cannot be reached (connection refused, reset, closed,
  * the server shutting down), as opposed to a statement that is wrong. The first is answered 503
@@ -20,3 +22,20 @@ export const isDatabaseUnavailable = (error: unknown): boolean => {
   }
   return false
 }
+
+/**
+ * Retries a write that must happen (closing a run, a step, a generation) while the database is
+ * unreachable, with a bounded backoff (about 10 s in all); past that the sweeper is the last resort.
+ */
+export const durably = <A, E, R>(write: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  write.pipe(
+    Effect.sandbox,
+    Effect.retry({
+      while: (cause) => isDatabaseUnavailable(Cause.squash(cause)),
+      schedule: Schedule.exponential(Duration.millis(100)).pipe(
+        Schedule.union(Schedule.spaced(Duration.seconds(2))),
+        Schedule.intersect(Schedule.recurs(10))
+      )
+    }),
+    Effect.unsandbox
+  )

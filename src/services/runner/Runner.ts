@@ -11,6 +11,7 @@ import { AppConfig } from "../AppConfig.ts"
 import { Generations } from "../Generations.ts"
 import { InterruptionCause } from "../Interruption.ts"
 import { RunsRepo } from "../RunsRepo.ts"
+import { durably } from "../db/Unavailable.ts"
 import { makeId } from "../Uuid.ts"
 import { EventLog } from "./EventLog.ts"
 import { PostStep } from "./PostStep.ts"
@@ -103,12 +104,12 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
                 const error = Exit.isFailure(exit) ? errorFor(exit.cause) : undefined
                 const status = Exit.isSuccess(exit) ? "done" : error === undefined ? "aborted" : "error"
                 if (Exit.isFailure(exit) && error === internalError) yield* Effect.logError(`step ${stepType} failed`, exit.cause)
-                yield* runs.finishStep(ref.stepRunId, {
+                yield* durably(runs.finishStep(ref.stepRunId, {
                   status,
                   output: Exit.isSuccess(exit) ? exit.value.output : null,
                   error: error ?? null,
                   finishedAt
-                })
+                }))
                 yield* log.emit({
                   type: "pipeline.step.done",
                   status,
@@ -177,7 +178,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           for (const stepType of stepOrder) {
             if (reached.has(stepType)) continue
             const ref: StepRef = { stepRunId: yield* makeId<StepRunId>(), stepType }
-            yield* runs.insertStep({ id: ref.stepRunId, runId: context.runId, stepType, position: stepOrder.indexOf(stepType), status: "skipped", label: stepType, startedAt: yield* now })
+            yield* durably(runs.insertStep({ id: ref.stepRunId, runId: context.runId, stepType, position: stepOrder.indexOf(stepType), status: "skipped", label: stepType, startedAt: yield* now }))
             yield* log.emit({ type: "pipeline.step.done", status: "skipped", durationMs: 0 }, ref)
           }
           const finishedAt = yield* now
@@ -188,7 +189,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
             : error === undefined
             ? { type: "pipeline.run.aborted", status: "aborted", finishedAt: finishedAt.toISOString(), abortReason }
             : { type: "pipeline.run.error", status: "error", finishedAt: finishedAt.toISOString(), error }
-          yield* runs.finish(context.runId, {
+          yield* durably(runs.finish(context.runId, {
             status: terminal.status,
             abortReason: terminal.type === "pipeline.run.aborted" ? abortReason : null,
             error: terminal.type === "pipeline.run.done"
@@ -197,9 +198,9 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
               ? { code: "aborted", message: `the run was aborted (${abortReason})` }
               : terminal.error,
             finishedAt
-          })
+          }))
           yield* log.emit(terminal)
-          yield* journal(context.runId, log)
+          yield* durably(journal(context.runId, log))
           yield* Effect.logInfo("run finished").pipe(Effect.annotateLogs({ status: terminal.status }))
         }).pipe(Effect.ensuring(Effect.sync(() => live.delete(context.runId))))
 
