@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Stream } from "effect"
+import { Context, Effect, Layer, Stream, TestClock } from "effect"
 import { BuiltinStepsLive, servicesWith } from "../../../src/AppLayer.ts"
 import type { MessageId } from "../../../src/domain/Ids.ts"
 import { Chats } from "../../../src/services/Chats.ts"
@@ -154,5 +154,25 @@ layer(shortLeases, { timeout: 60_000, excludeTestServices: true })("leases", (it
       const [run] = yield* sql<{ readonly status: string; readonly lease: Date | null }>`
         SELECT status, lease_expires_at AS lease FROM pipeline_runs WHERE id = ${started.runId}`
       expect(run).toEqual({ status: "done", lease: null })
+    }))
+})
+
+layer(services(testDatabases[0]!), { timeout: 60_000 })("the sweeper under TestClock", (it) => {
+  it.effect("a lease expires exactly at its time: a sweep before leaves the run, a sweep after closes it at the sweep time", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      // The clock starts at 0: this lease runs out at 1 s.
+      const { runId } = yield* deadRun(new Date(1000))
+      const sweeper = yield* Sweeper
+      yield* TestClock.setTime(999)
+      expect(yield* sweeper.sweep).toBe(0)
+      yield* TestClock.setTime(1001)
+      expect(yield* sweeper.sweep).toBe(1)
+      const [run] = yield* sql<{ readonly status: string; readonly finished: Date }>`
+        SELECT status, finished_at AS finished FROM pipeline_runs WHERE id = ${runId}`
+      expect(run).toEqual({ status: "error", finished: new Date(1001) })
+      const steps = yield* sql<{ readonly finished: Date }>`
+        SELECT finished_at AS finished FROM pipeline_step_runs WHERE run_id = ${runId} AND step_type <> 'pre'`
+      expect(steps.map((step) => step.finished.getTime())).toEqual([1001, 1001])
     }))
 })
