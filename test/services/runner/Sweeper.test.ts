@@ -176,3 +176,48 @@ layer(services(testDatabases[0]!), { timeout: 60_000 })("the sweeper under TestC
       expect(steps.map((step) => step.finished.getTime())).toEqual([1001, 1001])
     }))
 })
+
+const renewing = servicesWith(BuiltinStepsLive).pipe(
+  Layer.provide(LanguageModelLive),
+  Layer.provide(testConfig({ leaseTtlMs: 3000 })),
+  Layer.provideMerge(testDatabases[0]!.layer)
+)
+
+/** Moves the virtual clock forward in small steps, letting the database work between them finish. */
+const advance = (ms: number) =>
+  Effect.gen(function*() {
+    for (let t = 0; t < ms; t += 100) {
+      yield* TestClock.adjust(100)
+      for (let i = 0; i < 20; i++) yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    }
+  })
+
+layer(renewing, { timeout: 60_000 })("leases under TestClock", (it) => {
+  it.effect("the owner keeps its live run's lease ahead of the clock, so sweeps leave it; two sweepers at once close a dead run once", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const chat = yield* (yield* Chats).create({})
+      const started = yield* (yield* Turns).sendMessage(chat.id, {
+        userMessageId: id() as MessageId,
+        content: "Slowly",
+        settings: { max_tokens: 100, local: { tokenDelayMs: 1000 } },
+        onBusy: "reject",
+        abortOnDisconnect: false
+      })
+      const { runId: deadId } = yield* deadRun(new Date(2000))
+      yield* advance(9000) // three leases of 3 s
+      const now = yield* TestClock.currentTimeMillis
+      const [live] = yield* sql<{ readonly status: string; readonly lease: Date }>`
+        SELECT status, lease_expires_at AS lease FROM pipeline_runs WHERE id = ${started.runId}`
+      expect(live?.status).toBe("running")
+      expect(live!.lease.getTime()).toBeGreaterThan(now)
+      const other = yield* Effect.map(Layer.build(Sweeper.Default.pipe(Layer.provide(Instance.Default))), (context) => Context.get(context, Sweeper))
+      const closed = yield* Effect.all([(yield* Sweeper).sweep, other.sweep], { concurrency: 2 })
+      expect(closed[0] + closed[1]).toBe(0) // the start-up/periodic sweeps already closed the dead run
+      const [dead] = yield* sql<{ readonly status: string }>`SELECT status FROM pipeline_runs WHERE id = ${deadId}`
+      expect(dead?.status).toBe("error")
+      const terminal = yield* sql`SELECT seq FROM pipeline_run_events WHERE run_id = ${deadId} AND type = 'pipeline.run.error'`
+      expect(terminal).toHaveLength(1)
+      yield* (yield* Runs).abort(started.runId, "user")
+    }).pipe(Effect.scoped))
+})
