@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
+import { privatePostgres, privatePostgresAvailable } from "../support/PrivatePostgres.ts"
 import { startServer } from "../support/ServerProcess.ts"
 import { parseSse } from "../support/SseClient.ts"
 import { tcpProxy } from "../support/TcpProxy.ts"
@@ -65,6 +66,44 @@ describe.runIf(adminUrl !== undefined)("database faults, on real Postgres behind
       expect(final.body.steps).toHaveLength(3)
       expect(final.body.generation?.status).not.toBe("streaming")
       // The refused turn wrote nothing: the other chat is still empty.
+      expect((yield* request(base, "GET", `/chats/${other.id}/messages`)).body.messages).toEqual([])
+    }).pipe(Effect.scoped), 90_000)
+})
+
+describe.runIf(privatePostgresAvailable)("database faults, with Postgres stopped and started again", () => {
+  it.live("Postgres stops mid-stream: new turns 503, health 503; started again: health 200 and the run ends terminal", () =>
+    Effect.gen(function*() {
+      const postgres = yield* privatePostgres
+      const server = yield* startServer({ DATABASE_URL: postgres.url, LEASE_TTL_MS: "1500" })
+      const base = server.baseUrl
+      const chat = (yield* request(base, "POST", "/chats", {})).body
+      const other = (yield* request(base, "POST", "/chats", {})).body
+      const started = yield* request(base, "POST", `/chats/${chat.id}/messages`, {
+        userMessageId: crypto.randomUUID(),
+        content: "Keep going",
+        settings: { max_tokens: 150, local: { tokenDelayMs: 20 } }
+      })
+      const runId = started.body.run.id as string
+      const response = yield* Effect.tryPromise(() => fetch(`${base}/runs/${runId}/events`))
+      yield* parseSse(Stream.fromAsyncIterable(response.body!, (error) => new Error(String(error)))).pipe(
+        Stream.filter((message) => message._tag === "Event" && message.event === "llm.stream.delta"),
+        Stream.take(3),
+        Stream.runDrain
+      )
+
+      yield* postgres.stop
+      const refused = yield* request(base, "POST", `/chats/${other.id}/messages`, { userMessageId: crypto.randomUUID(), content: "Anyone?" })
+      expect(refused).toMatchObject({ status: 503, body: { code: "database_unavailable" } })
+      expect((yield* request(base, "GET", "/health")).status).toBe(503)
+
+      yield* postgres.start
+      const health = yield* eventually(request(base, "GET", "/health"), (answer) => answer.status === 200)
+      expect(health.status).toBe(200)
+      const final = yield* eventually(request(base, "GET", `/runs/${runId}`), (answer) => answer.body.run?.status !== "running")
+      expect(["done", "error"]).toContain(final.body.run.status)
+      expect(final.body.steps).toHaveLength(3)
+      for (const step of final.body.steps) expect(step.status).not.toBe("running")
+      expect(final.body.generation?.status).not.toBe("streaming")
       expect((yield* request(base, "GET", `/chats/${other.id}/messages`)).body.messages).toEqual([])
     }).pipe(Effect.scoped), 90_000)
 })
