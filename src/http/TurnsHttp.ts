@@ -1,6 +1,5 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Schema } from "effect"
-import type { RunId } from "../domain/Ids.ts"
 import { RunSnapshot } from "../domain/Run.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Runner } from "../services/runner/Runner.ts"
@@ -30,7 +29,7 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
           const events = yield* runs.events(started.runId, 0)
           return runEventsResponse(events, {
             keepAliveMs: config.sseKeepaliveMs,
-            onDisconnect: abortOnDisconnect ? runner.abortInBackground(started.runId as RunId, "client_disconnect") : undefined
+            onDisconnect: abortOnDisconnect ? runner.abortInBackground(started.runId, "client_disconnect") : undefined
           })
         }
         const snapshot = yield* runs.snapshot(started.runId)
