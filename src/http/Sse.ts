@@ -1,5 +1,5 @@
 import { HttpServerResponse } from "@effect/platform"
-import { Chunk, Clock, Effect, Mailbox, Ref, Stream } from "effect"
+import { Chunk, Effect, Mailbox, Stream } from "effect"
 
 /** One event on the wire (spec 60): `id` is the run's `seq`, `event` its type, `data` its JSON. */
 export interface SseEvent {
@@ -10,7 +10,10 @@ export interface SseEvent {
 
 /** Frames one event. A `data` with line breaks becomes several `data:` lines, which a client joins back with `\n`. */
 export const encodeEvent = (event: SseEvent): string =>
-  `id: ${event.id}\nevent: ${event.event}\ndata: ${event.data.split(/\r\n|\r|\n/).join("\ndata: ")}\n\n`
+  `id: ${event.id}\nevent: ${event.event}\ndata: ${
+    // JSON never holds a raw line break, so the split is rarely needed.
+    event.data.includes("\n") || event.data.includes("\r") ? event.data.split(/\r\n|\r|\n/).join("\ndata: ") : event.data
+  }\n\n`
 
 /** A comment line: ignored by `EventSource`, it only keeps proxies and idle timeouts from closing the connection. */
 export const keepAlive = ": keep-alive\n\n"
@@ -34,15 +37,20 @@ export const toSseBody = <E>(
   Effect.gen(function*() {
     // Bounded, so a slow client slows the pump down instead of growing memory.
     const mailbox = yield* Mailbox.make<string, E>(16)
-    const lastSentAt = yield* Ref.make(yield* Clock.currentTimeMillis)
-    const markSent = Effect.flatMap(Clock.currentTimeMillis, (now) => Ref.set(lastSentAt, now))
+    const clock = yield* Effect.clock
+    let lastSentAt = clock.unsafeCurrentTimeMillis()
+    const markSent = () => {
+      lastSentAt = clock.unsafeCurrentTimeMillis()
+    }
 
     yield* events.pipe(
-      Stream.runForEachChunk((chunk) =>
-        Chunk.isEmpty(chunk)
-          ? Effect.void
-          : Effect.zipRight(markSent, mailbox.offer(Chunk.join(Chunk.map(chunk, encodeEvent), "")))
-      ),
+      Stream.runForEachChunk((chunk) => {
+        if (Chunk.isEmpty(chunk)) return Effect.void
+        markSent()
+        let frames = ""
+        for (const event of chunk) frames += encodeEvent(event)
+        return mailbox.offer(frames)
+      }),
       Mailbox.into(mailbox),
       Effect.forkScoped
     )
@@ -50,8 +58,11 @@ export const toSseBody = <E>(
     if (options.keepAliveMs > 0) {
       const idleKeepAlive = Effect.gen(function*() {
         while (true) {
-          const idleMs = (yield* Clock.currentTimeMillis) - (yield* Ref.get(lastSentAt))
-          if (idleMs >= options.keepAliveMs) return yield* Effect.as(markSent, keepAlive)
+          const idleMs = clock.unsafeCurrentTimeMillis() - lastSentAt
+          if (idleMs >= options.keepAliveMs) {
+            markSent()
+            return keepAlive
+          }
           yield* Effect.sleep(options.keepAliveMs - idleMs)
         }
       })

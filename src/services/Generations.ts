@@ -1,6 +1,6 @@
 import { LanguageModel, Prompt } from "@effect/ai"
 import type { AiError } from "@effect/ai"
-import { Cause, Clock, Duration, Effect, Exit, Option, Schedule, Stream } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Mailbox, Schedule, Stream } from "effect"
 import { GenerationFailed } from "../domain/Generation.ts"
 import type { ErrorInfo, Usage } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
@@ -58,7 +58,6 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
     const info = yield* ModelInfo
     const repo = yield* GenerationsRepo
     const chats = yield* ChatsRepo
-    const idleTimeout = Duration.millis(config.llmIdleTimeoutMs)
     const flushInterval = Duration.millis(config.flushIntervalMs)
 
     /** `DELTA_COALESCE_MS` (spec 30): chunks that arrive within one window leave as one delta. */
@@ -121,37 +120,64 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         // Released before `close` (finalizers run in reverse), so the last flush is close's own.
         yield* Effect.forkScoped(Effect.repeat(flush, Schedule.spaced(flushInterval)))
 
+        // The model's stream is read by a fiber of its own into a mailbox that the consumer
+        // drains, so a silence can fail it from outside (a timeout per pull would cost two fibers
+        // per token) and whatever piled up leaves together.
+        const answer = yield* Mailbox.make<GenerationEvent, GenerationFailed>()
         const started: GenerationEvent = { _tag: "Started", generationId, provider: info.provider, model: modelName }
-        const answer = model.streamText({ prompt: toPrompt(request.prompt) }).pipe(
+        // Without coalescing the first event goes through the mailbox too, which saves a stage.
+        if (config.deltaCoalesceMs <= 0) yield* answer.offer(started)
+        const clock = yield* Effect.clock
+        let lastHeardAt = clock.unsafeCurrentTimeMillis()
+        yield* model.streamText({ prompt: toPrompt(request.prompt) }).pipe(
           Stream.provideService(GenerationSettings, request.settings),
-          Stream.mapError((error: AiError.AiError) => new GenerationFailed(failureOf(error))),
-          Stream.timeoutFail(
-            () => new GenerationFailed({ code: "upstream_timeout", message: `no answer from the model for ${config.llmIdleTimeoutMs} ms` }),
-            idleTimeout
-          ),
-          Stream.filterMap((part): Option.Option<GenerationEvent> => {
-            switch (part.type) {
-              case "text-delta":
-                return part.delta.length === 0 ? Option.none() : Option.some({ _tag: "Delta", content: part.delta })
-              case "finish":
-                finished = {
+          Stream.runForEachChunk((parts) => {
+            lastHeardAt = clock.unsafeCurrentTimeMillis()
+            const events: Array<GenerationEvent> = []
+            for (const part of parts) {
+              if (part.type === "text-delta") {
+                if (part.delta.length > 0) events.push({ _tag: "Delta", content: part.delta })
+              } else if (part.type === "finish") {
+                events.push({
                   _tag: "Finished",
                   finishReason: part.reason,
                   usage: part.usage.inputTokens === undefined && part.usage.outputTokens === undefined
                     ? null
                     : { promptTokens: part.usage.inputTokens ?? 0, completionTokens: part.usage.outputTokens ?? 0 }
-                }
-                return Option.some(finished)
-              default:
-                return Option.none()
+                })
+              }
             }
-          })
+            return events.length === 0 ? Effect.void : answer.offerAll(events)
+          }),
+          Effect.mapError((error: AiError.AiError) => new GenerationFailed(failureOf(error))),
+          Mailbox.into(answer),
+          Effect.forkScoped
         )
-        // The text is counted as the deltas leave, so the variant holds exactly what was streamed.
-        const delivered = coalesce(answer).pipe(Stream.tap((event) => Effect.sync(() => {
-          if (event._tag === "Delta") text += event.content
-        })))
-        return Stream.concat(Stream.make(started), delivered)
+        // LLM_IDLE_TIMEOUT_MS: one watchdog per generation, waking when the silence could be over.
+        yield* Effect.gen(function*() {
+          while (true) {
+            const silentMs = clock.unsafeCurrentTimeMillis() - lastHeardAt
+            if (silentMs >= config.llmIdleTimeoutMs) {
+              return yield* answer.fail(
+                new GenerationFailed({ code: "upstream_timeout", message: `no answer from the model for ${config.llmIdleTimeoutMs} ms` })
+              )
+            }
+            yield* Effect.sleep(config.llmIdleTimeoutMs - silentMs)
+          }
+        }).pipe(Effect.forkScoped)
+
+        // Text and finish count as they leave, so the variant holds exactly what was streamed and a
+        // consumer that stopped reading before the finish cut the answer short.
+        const events = config.deltaCoalesceMs <= 0
+          ? Mailbox.toStream(answer)
+          : Stream.concat(Stream.make(started), coalesce(Mailbox.toStream(answer)))
+        return events.pipe(Stream.mapChunks((events) => {
+          for (const event of events) {
+            if (event._tag === "Delta") text += event.content
+            else if (event._tag === "Finished") finished = event
+          }
+          return events
+        }))
       }))
 
     return { generate } as const

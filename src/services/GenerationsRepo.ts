@@ -69,17 +69,24 @@ export class GenerationsRepo extends Effect.Service<GenerationsRepo>()("turn-run
     const sql = yield* SqlClient.SqlClient
 
     /** The row, `streaming`, and the variant's link to it, in one transaction. */
+    /** The row, linked from its variant and (for a run's `llm` step) its run, in one statement. */
     const insert = (generation: NewGeneration) =>
-      sql.withTransaction(Effect.all([
-        sql`INSERT INTO llm_generations (id, run_id, step_run_id, chat_id, assistant_message_id, variant_id, status,
+      sql`WITH generation AS (
+            INSERT INTO llm_generations (id, run_id, step_run_id, chat_id, assistant_message_id, variant_id, status,
                                          provider, model, params, prompt_hash, prompt_snapshot, started_at)
             VALUES (${generation.id}, ${generation.runId}, ${generation.stepRunId}, ${generation.chatId},
                     ${generation.assistantMessageId}, ${generation.variantId}, 'streaming', ${generation.provider},
                     ${generation.model}, ${JSON.stringify(generation.params)}::jsonb, ${generation.promptHash},
                     ${generation.promptSnapshot === null ? null : JSON.stringify(generation.promptSnapshot)}::jsonb,
-                    ${generation.startedAt})`,
-        sql`UPDATE message_variants SET generation_id = ${generation.id} WHERE id = ${generation.variantId}`
-      ], { discard: true })).pipe(Effect.orDie)
+                    ${generation.startedAt})
+            RETURNING id, variant_id, run_id
+          ), variant AS (
+            UPDATE message_variants SET generation_id = generation.id FROM generation WHERE message_variants.id = generation.variant_id
+          )
+          UPDATE pipeline_runs SET generation_id = generation.id FROM generation WHERE pipeline_runs.id = generation.run_id`.pipe(
+        Effect.asVoid,
+        Effect.orDie
+      )
 
     /** Closes a `streaming` row; a row already closed (by a sweeper, say) is left as it is. */
     const finish = (id: GenerationId, outcome: GenerationOutcome) =>

@@ -116,9 +116,6 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
         Effect.orDie
       )
 
-    const setGeneration = (runId: RunId, generationId: GenerationId) =>
-      sql`UPDATE pipeline_runs SET generation_id = ${generationId} WHERE id = ${runId}`.pipe(Effect.asVoid, Effect.orDie)
-
     /** Closes a running run; one already closed (by a sweeper, say) stays as it is. */
     const finish = (runId: RunId, outcome: RunOutcome) =>
       sql`UPDATE pipeline_runs
@@ -220,7 +217,6 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
       insert,
       findByKey,
       findRunning,
-      setGeneration,
       finish,
       insertStep,
       finishStep,

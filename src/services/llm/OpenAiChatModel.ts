@@ -1,11 +1,11 @@
 import { AiError, LanguageModel } from "@effect/ai"
 import type { Prompt, Response } from "@effect/ai"
-import { Sse } from "@effect/experimental"
 import { Headers, HttpClient, HttpClientRequest } from "@effect/platform"
 import type { HttpClientError, HttpClientResponse } from "@effect/platform"
-import { DateTime, Effect, Layer, Option, Record as Rec, Redacted, Schema, Stream } from "effect"
+import { Cause, Channel, Chunk as Chunks, DateTime, Effect, Either, Layer, Option, Record as Rec, Redacted, Schema, Stream } from "effect"
 import { GenerationSettings } from "./GenerationSettings.ts"
 import { providerMessageOf } from "./LlmFailure.ts"
+import { SseDecoder } from "./SseDecoder.ts"
 
 /**
  * The `openai` provider (spec 90): a `LanguageModel` over the Chat Completions streaming protocol
@@ -39,7 +39,7 @@ type Chunk = typeof Chunk.Type
 /** vLLM, llama.cpp and OpenRouter report a failure after the 200 as an `error` event. */
 const ErrorEvent = Schema.Struct({ error: Schema.Struct({ message: Schema.String }) })
 
-const decodeEvent = Schema.decodeUnknown(Schema.parseJson(Schema.Union(ErrorEvent, Chunk)))
+const decodeEvent = Schema.decodeUnknownEither(Schema.Union(ErrorEvent, Chunk))
 
 const finishReasons = new Map<string, Response.FinishReason>([
   ["stop", "stop"],
@@ -121,6 +121,78 @@ const collect = (parts: Iterable<Response.StreamPartEncoded>): Array<Response.Pa
   }
   return content
 }
+
+const malformed = (cause: unknown) =>
+  new AiError.MalformedOutput({ module, method: "streamText", description: "a stream event is not a Chat Completions chunk", cause })
+
+/**
+ * The response body, as it arrives, into the parts `@effect/ai` expects: each network read is
+ * decoded (text, SSE events, JSON, chunk schema) in one synchronous pass and leaves as one chunk of
+ * parts, so a token costs no stream stage of its own. The answer ends at `[DONE]` (the request is
+ * then closed) or with the body; either way the text closes and the finish part follows.
+ */
+const decodeStream = (
+  fromClientError: (error: HttpClientError.HttpClientError) => AiError.AiError,
+  scrub: (text: string) => string
+): Channel.Channel<
+  Chunks.Chunk<Response.StreamPartEncoded>,
+  Chunks.Chunk<Uint8Array>,
+  AiError.AiError,
+  HttpClientError.HttpClientError,
+  unknown,
+  unknown
+> =>
+  Channel.suspend(() => {
+    const text = new TextDecoder()
+    const events = new SseDecoder()
+    let state = initial
+    let done = false
+    const read = (bytes: Chunks.Chunk<Uint8Array>): Either.Either<Array<Response.StreamPartEncoded>, AiError.AiError> => {
+      const parts: Array<Response.StreamPartEncoded> = []
+      for (const piece of bytes) {
+        for (const data of events.push(text.decode(piece, { stream: true }))) {
+          if (data.trim() === "[DONE]") {
+            done = true
+            parts.push(...step(state, Option.none())[1])
+            return Either.right(parts)
+          }
+          let json: unknown
+          try {
+            json = JSON.parse(data)
+          } catch (cause) {
+            return Either.left(malformed(cause))
+          }
+          const decoded = decodeEvent(json)
+          if (Either.isLeft(decoded)) return Either.left(malformed(decoded.left))
+          if ("error" in decoded.right) {
+            return Either.left(new AiError.UnknownError({ module, method: "streamText", description: `provider reported an error: ${scrub(decoded.right.error.message)}` }))
+          }
+          const [next, out] = step(state, Option.some(decoded.right))
+          state = next
+          for (const part of out) parts.push(part)
+        }
+      }
+      return Either.right(parts)
+    }
+    const loop: Channel.Channel<
+      Chunks.Chunk<Response.StreamPartEncoded>,
+      Chunks.Chunk<Uint8Array>,
+      AiError.AiError,
+      HttpClientError.HttpClientError,
+      unknown,
+      unknown
+    > = Channel.readWithCause({
+      onInput: (bytes: Chunks.Chunk<Uint8Array>) => {
+        const parts = read(bytes)
+        if (Either.isLeft(parts)) return Channel.fail(parts.left)
+        const written = parts.right.length === 0 ? Channel.void : Channel.write(Chunks.unsafeFromArray(parts.right))
+        return done ? written : Channel.zipRight(written, loop)
+      },
+      onFailure: (cause: Cause.Cause<HttpClientError.HttpClientError>) => Channel.failCause(Cause.map(cause, fromClientError)),
+      onDone: () => Channel.write(Chunks.unsafeFromArray(step(state, Option.none())[1]))
+    })
+    return loop
+  })
 
 interface ChatMessage {
   readonly role: "system" | "user" | "assistant"
@@ -239,29 +311,7 @@ export const layer = (options: {
           const response = yield* Effect.mapError(client.execute(request), fromClientError)
           if (response.status >= 400) return yield* statusError(response)
           // Ending or interrupting this stream aborts the request, which closes the socket.
-          return response.stream.pipe(
-            Stream.decodeText(),
-            Stream.pipeThroughChannel(Sse.makeChannel()),
-            Stream.takeWhile((event) => event.data.trim() !== "[DONE]"),
-            Stream.mapError(fromClientError),
-            Stream.mapEffect((event) =>
-              decodeEvent(event.data).pipe(
-                Effect.mapError((error) =>
-                  new AiError.MalformedOutput({ module, method: "streamText", description: "a stream event is not a Chat Completions chunk", cause: error })
-                ),
-                Effect.flatMap((decoded) =>
-                  "error" in decoded
-                    ? new AiError.UnknownError({ module, method: "streamText", description: `provider reported an error: ${scrub(decoded.error.message)}` })
-                    : Effect.succeed(decoded)
-                )
-              )
-            ),
-            // `None` marks the end, where the text closes and the finish part is due.
-            Stream.map(Option.some),
-            Stream.concat(Stream.make(Option.none<Chunk>())),
-            Stream.mapAccum(initial, step),
-            Stream.flattenIterables
-          )
+          return response.stream.pipe(Stream.pipeThroughChannel(decodeStream(fromClientError, scrub)))
         }).pipe(Stream.unwrap)
 
       // One protocol path: the whole answer is the folded stream.

@@ -49,20 +49,28 @@ export class EventLog {
 
   emit(body: RunEventBody, step?: StepRef): Effect.Effect<RunEvent> {
     return Effect.map(Clock.currentTimeMillis, (millis) => {
-      const { type, ...fields } = body
-      const event = {
-        type,
-        seq: ++this.seq,
-        at: new Date(millis).toISOString(),
-        ...this.envelope,
-        ...step,
-        ...fields
-      } as RunEvent
-      const entry: JournalEntry = { event, json: JSON.stringify(event) }
+      const entry = this.entryOf(body, step, new Date(millis).toISOString())
       this.pending.push(entry)
       for (const subscriber of this.subscribers) Queue.unsafeOffer(subscriber, entry)
-      return event
+      return entry.event
     })
+  }
+
+  /** Several events at one instant, handed to each subscriber together. */
+  emitAll(bodies: Iterable<RunEventBody>, step?: StepRef): Effect.Effect<void> {
+    return Effect.map(Clock.currentTimeMillis, (millis) => {
+      const at = new Date(millis).toISOString()
+      const entries: Array<JournalEntry> = []
+      for (const body of bodies) entries.push(this.entryOf(body, step, at))
+      for (const entry of entries) this.pending.push(entry)
+      for (const subscriber of this.subscribers) for (const entry of entries) Queue.unsafeOffer(subscriber, entry)
+    })
+  }
+
+  private entryOf(body: RunEventBody, step: StepRef | undefined, at: string): JournalEntry {
+    const { type, ...fields } = body
+    const event = { type, seq: ++this.seq, at, ...this.envelope, ...step, ...fields } as RunEvent
+    return { event, json: JSON.stringify(event) }
   }
 
   subscribe(): Effect.Effect<Subscription, never, Scope.Scope> {

@@ -25,8 +25,12 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
     /** A live run: the journal up to the subscription, then what is pending, then what comes. */
     const fromLog = (runId: RunId, log: EventLog, after: number) =>
       Stream.unwrapScoped(Effect.map(log.subscribe(), (subscription) =>
-        Stream.fromIterableEffect(Effect.map(runs.readEvents(runId, after, subscription.journaledSeq), entriesOf)).pipe(
-          Stream.concat(Stream.fromIterable(subscription.pending)),
+        // Nothing to read when the client is already past what the journal holds (a new turn's client).
+        (subscription.journaledSeq <= after
+          ? Stream.fromIterable(subscription.pending)
+          : Stream.fromIterableEffect(Effect.map(runs.readEvents(runId, after, subscription.journaledSeq), entriesOf)).pipe(
+            Stream.concat(Stream.fromIterable(subscription.pending))
+          )).pipe(
           Stream.concat(Stream.fromQueue(subscription.live)),
           Stream.filter((entry) => entry.event.seq > after),
           Stream.takeUntil((entry) => isTerminal(entry.event.type))

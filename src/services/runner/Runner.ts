@@ -1,4 +1,4 @@
-import { Cause, Clock, Duration, Effect, Exit, Fiber, FiberMap, Option, Schedule, Stream } from "effect"
+import { Cause, Chunk, Clock, Duration, Effect, Exit, Fiber, FiberMap, Option, Schedule, Stream } from "effect"
 import type { Scope } from "effect"
 import { GenerationFailed } from "../../domain/Generation.ts"
 import type { ErrorInfo } from "../../domain/Generation.ts"
@@ -133,25 +133,29 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           runId: context.runId,
           stepRunId: ref.stepRunId
         }).pipe(
-          Stream.runForEach((event): Effect.Effect<unknown> => {
-            switch (event._tag) {
-              case "Started":
-                started = true
-                log.setGeneration(event.generationId)
-                return Effect.zipRight(
-                  runs.setGeneration(context.runId, event.generationId),
-                  log.emit({ type: "llm.stream.meta", provider: event.provider, model: event.model }, ref)
-                )
-              case "Delta":
-                return log.emit({ type: "llm.stream.delta", content: event.content }, ref)
-              case "Finished":
-                return log.emit({
-                  type: "llm.stream.done",
-                  status: "done",
-                  ...(event.finishReason === null ? {} : { finishReason: event.finishReason }),
-                  ...(event.usage === null ? {} : { usage: event.usage })
-                }, ref)
+          Stream.runForEachChunk((events) => {
+            // Tokens, the bulk of a run's events, leave a chunk at a time.
+            if (Chunk.every(events, (event) => event._tag === "Delta")) {
+              return log.emitAll(Chunk.map(events, (event) => ({ type: "llm.stream.delta", content: event.content })), ref)
             }
+            return Effect.forEach(events, (event): Effect.Effect<unknown> => {
+              switch (event._tag) {
+                case "Started":
+                  started = true
+                  // The run row already names the generation: its insert linked them.
+                  log.setGeneration(event.generationId)
+                  return log.emit({ type: "llm.stream.meta", provider: event.provider, model: event.model }, ref)
+                case "Delta":
+                  return log.emit({ type: "llm.stream.delta", content: event.content }, ref)
+                case "Finished":
+                  return log.emit({
+                    type: "llm.stream.done",
+                    status: "done",
+                    ...(event.finishReason === null ? {} : { finishReason: event.finishReason }),
+                    ...(event.usage === null ? {} : { usage: event.usage })
+                  }, ref)
+              }
+            }, { discard: true })
           }),
           Effect.onExit((exit) => {
             if (Exit.isSuccess(exit) || !started) return Effect.void
