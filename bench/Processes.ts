@@ -27,8 +27,8 @@ export const freePort = () =>
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-const launch = (script: string, env: Record<string, string>) => {
-  const child = spawn(process.execPath, ["--import", "tsx", script], {
+const launch = (script: string, env: Record<string, string>, nodeArgs: ReadonlyArray<string> = []) => {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
@@ -63,11 +63,15 @@ export const startListener = async (name: string, script: string, env: Record<st
 }
 
 /** The service (`src/main.ts`, as `npm start` runs it), ready once `/health` answers 200. */
-export const startService = async (name: string, env: Record<string, string>): Promise<Child> => {
+export const startService = async (
+  name: string,
+  env: Record<string, string>,
+  nodeArgs: ReadonlyArray<string> = []
+): Promise<Child> => {
   const port = await freePort()
   const url = new URL(`http://127.0.0.1:${port}`)
   const started = Date.now()
-  const { child, output, stop } = launch("src/main.ts", { PORT: String(port), ...env })
+  const { child, output, stop } = launch("src/main.ts", { PORT: String(port), ...env }, nodeArgs)
   while (Date.now() - started < 120_000) {
     if (child.exitCode !== null) throw new Error(`${name} exited at start-up:\n${output()}`)
     const ok = await fetch(new URL("/health", url)).then((response) => response.ok, () => false)

@@ -65,7 +65,7 @@ export const table = (results: Results): string => {
     }`
   })
   row(
-    `abort → all statuses terminal, p99 (${abort[arms[0]!]?.live ?? 128} live streams)`,
+    `abort → all statuses terminal, p99 (${results.settings.abort.live} live streams at ${results.settings.abort.tps} tokens/s)`,
     "≤ 50 ms",
     "–",
     "–",

@@ -27,16 +27,16 @@ const settings = quick
     single: { turns: 10, warmup: 3, plan: { tokens: 50, ttftMs: 20, tps: 200 } },
     short: { concurrency: 16, durationMs: 2000, slots: 400, plan: { tokens: 10, ttftMs: 0, tps: 0 } },
     concurrency: { levels: [50, 100], tps: 50, steadyMs: 2000, startsPerSecond: 100 },
-    abort: { live: 16, aborts: 4, tps: 50 },
-    memory: { low: 20, high: 100, tps: 2 },
+    abort: { live: 16, aborts: 4, tps: 10 },
+    memory: { low: 20, high: 100, tps: 1 },
     writes: { tokens: [16, 1024], durationMs: 1000, turns: 2 }
   }
   : {
     single: { turns: 60, warmup: 10, plan: { tokens: 50, ttftMs: 20, tps: 200 } },
     short: { concurrency: 32, durationMs: 8000, slots: 2000, plan: { tokens: 10, ttftMs: 0, tps: 0 } },
-    concurrency: { levels: [100, 200, 400, 600, 800, 1000, 1200], tps: 50, steadyMs: 4000, startsPerSecond: 100 },
-    abort: { live: 128, aborts: 32, tps: 50 },
-    memory: { low: 100, high: 1000, tps: 2 },
+    concurrency: { levels: [25, 50, 100, 200, 400, 600, 800, 1000, 1200], tps: 50, steadyMs: 4000, startsPerSecond: 100 },
+    abort: { live: 128, aborts: 32, tps: 10 },
+    memory: { low: 100, high: 1000, tps: 1 },
     writes: { tokens: [16, 1024], durationMs: 2000, turns: 4 }
   }
 

@@ -80,22 +80,23 @@ export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRep
       )
 
     /** Inserts a message with its first (selected) variant; use inside the caller's transaction. */
+    /** A message with its first variant, in one statement. */
     const insertMessage = (message: NewMessage) =>
-      Effect.all([
-        sql`INSERT INTO chat_messages (id, chat_id, role, position, selected_variant_id, created_at)
+      sql`WITH message AS (
+            INSERT INTO chat_messages (id, chat_id, role, position, selected_variant_id, created_at)
             VALUES (${message.id}, ${message.chatId}, ${message.role}, ${message.position}, ${message.variant.id},
-                    ${message.createdAt})`,
-        sql`INSERT INTO message_variants (id, message_id, content, created_at)
-            VALUES (${message.variant.id}, ${message.id}, ${message.variant.content}, ${message.createdAt})`
-      ], { discard: true })
+                    ${message.createdAt})
+          )
+          INSERT INTO message_variants (id, message_id, content, created_at)
+          VALUES (${message.variant.id}, ${message.id}, ${message.variant.content}, ${message.createdAt})`.pipe(Effect.asVoid)
 
     /** Adds a variant to a message and selects it. */
     const addVariant = (messageId: MessageId, variant: { readonly id: VariantId; readonly createdAt: Date }) =>
-      Effect.all([
-        sql`INSERT INTO message_variants (id, message_id, content, created_at)
-            VALUES (${variant.id}, ${messageId}, '', ${variant.createdAt})`,
-        sql`UPDATE chat_messages SET selected_variant_id = ${variant.id} WHERE id = ${messageId}`
-      ], { discard: true })
+      sql`WITH variant AS (
+            INSERT INTO message_variants (id, message_id, content, created_at)
+            VALUES (${variant.id}, ${messageId}, '', ${variant.createdAt})
+          )
+          UPDATE chat_messages SET selected_variant_id = ${variant.id} WHERE id = ${messageId}`.pipe(Effect.asVoid)
 
     const nextPosition = (chatId: ChatId) =>
       sql<{ readonly next: number }>`SELECT COALESCE(MAX(position) + 1, 0)::int AS next
