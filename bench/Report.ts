@@ -79,11 +79,16 @@ export const table = (results: Results): string => {
     (arm) => abort[arm] === undefined ? "–" : `${ms(abort[arm]!.upstreamClosedAfterAnswer.p99)} ${mark((abort[arm]!.upstreamClosedAfterAnswer.p99 ?? Infinity) <= 5 && abort[arm]!.upstreamNotClosed === 0)}`
   )
   row(
-    `memory per open stream (RSS slope, ${results.settings.memory.low} → ${results.settings.memory.high} streams)`,
+    `memory per open stream (RSS slope, ${results.settings.memory.low} → ${results.settings.memory.high} streams at ${results.settings.memory.tps} token/s)`,
     "≤ 64 KiB",
     "–",
     memory.B === undefined ? "–" : `${memory.B.kibPerStream} KiB`,
-    (arm) => memory[arm] === undefined ? "–" : `${memory[arm]!.kibPerStream} KiB ${mark((memory[arm]!.kibPerStream ?? Infinity) <= 64)}`
+    (arm) => {
+      const figures = memory[arm]
+      if (figures === undefined) return "–"
+      const reached = figures.high < results.settings.memory.high ? ` (only ${figures.high} streams opened in 2 min)` : ""
+      return `${figures.kibPerStream} KiB${reached} ${mark((figures.kibPerStream ?? Infinity) <= 64)}`
+    }
   )
   const cpu = (arm: string) => concurrency[arm]?.levels[0]?.cpuMicrosPerToken
   row(

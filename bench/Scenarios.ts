@@ -156,6 +156,17 @@ export interface LevelFigures {
   readonly errors: ReadonlyArray<string>
 }
 
+/**
+ * Waits until every stream has its first token (or has ended), for at most `timeoutMs`; returns
+ * how many are streaming. An overloaded arm reaches fewer than asked, and the figure says so.
+ */
+const streaming = async (streams: ReadonlyArray<OpenStream>, timeoutMs: number) => {
+  let count = 0
+  const each = streams.map((stream) => Promise.race([stream.firstToken.then(() => count++), stream.result]))
+  await Promise.race([Promise.all(each), sleep(timeoutMs)])
+  return count
+}
+
 /** Starts `count` streams at `startsPerSecond`; resolves with each once it ended. */
 const openMany = async (arm: Arm, count: number, startsPerSecond: number, planOf: (i: number) => Plan, firstSlot = 0) => {
   const streams: Array<OpenStream> = []
@@ -259,14 +270,19 @@ export const abortLatency = async (
   const tag = `abort-${Date.now()}`
   await arm.prepare(count)
   const streams = await openMany(arm, count, 100, (i) => ({ tokens: 1_000_000, ttftMs: 0, tps: options.tps, id: `${tag}-${i}` }))
-  await Promise.all(streams.map((stream) => stream.firstToken))
+  const live = await streaming(streams, 120_000)
   await sleep(1000)
   const latencies: Array<number> = []
   const closedAfter: Array<number> = []
   let notTerminal = 0
   let upstreamNotClosed = 0
   for (let i = 0; i < options.aborts; i++) {
-    const runId = JSON.parse(await streams[i]!.first).runId as string
+    const first = await Promise.race([streams[i]!.first, streams[i]!.result.then(() => "{}")])
+    const runId = JSON.parse(first).runId as string | undefined
+    if (runId === undefined) {
+      notTerminal++
+      continue
+    }
     const sentAt = micros()
     const answer = await arm.abort!(runId)
     const answeredAt = micros()
@@ -284,7 +300,7 @@ export const abortLatency = async (
   for (const stream of streams) stream.destroy()
   await upstreamIdle(upstream)
   return {
-    live: options.live,
+    live: live - options.aborts,
     aborts: options.aborts,
     latency: spread(latencies),
     upstreamClosedAfterAnswer: spread(closedAfter),
@@ -298,6 +314,7 @@ export const abortLatency = async (
 export interface MemoryFigures {
   readonly rssAtLowMiB: number | null
   readonly rssAtHighMiB: number | null
+  /** Streams open (their first token arrived) at each reading: fewer than asked when the arm could not start them in 2 minutes. */
   readonly low: number
   readonly high: number
   /** (RSS at `high` − RSS at `low`) / (high − low). */
@@ -324,19 +341,19 @@ export const memoryPerStream = async (
   await arm.prepare(options.high)
   const plan: Plan = { tokens: 1_000_000, ttftMs: 0, tps: options.tps }
   const first = await openMany(arm, options.low, 100, () => plan)
-  await Promise.all(first.map((stream) => stream.firstToken))
+  const lowCount = await streaming(first, 120_000)
   const low = await settledRss(pid)
   const rest = await openMany(arm, options.high - options.low, 100, () => plan, options.low)
-  await Promise.all(rest.map((stream) => stream.firstToken))
+  const highCount = lowCount + await streaming(rest, 120_000)
   const high = await settledRss(pid)
   for (const stream of [...first, ...rest]) stream.destroy()
   await upstreamIdle(upstream)
   return {
     rssAtLowMiB: round(low / 2 ** 20, 1),
     rssAtHighMiB: round(high / 2 ** 20, 1),
-    low: options.low,
-    high: options.high,
-    kibPerStream: round((high - low) / (options.high - options.low) / 1024, 1)
+    low: lowCount,
+    high: highCount,
+    kibPerStream: round((high - low) / (highCount - lowCount) / 1024, 1)
   }
 }
 

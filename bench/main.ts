@@ -180,7 +180,7 @@ const stopAll = async () => {
   for (const cleanup of cleanups) await cleanup().catch((error) => console.error(`cleanup: ${error}`))
 }
 
-process.on("SIGINT", () => void stopAll().then(() => process.exit(130)))
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void stopAll().then(() => process.exit(130)))
 
 run().then(
   () => stopAll().then(() => process.exit(0)),

@@ -12,6 +12,7 @@ import { Runs } from "./services/runner/Runs.ts"
 import { Sweeper, SweeperLoop } from "./services/runner/Sweeper.ts"
 import { Turns } from "./services/runner/Turns.ts"
 import { RunsRepo } from "./services/RunsRepo.ts"
+import { WriteBehind } from "./services/WriteBehind.ts"
 
 /** The built-in steps; a library user provides their own `PreStep` / `PostStep` Layers instead. */
 export const BuiltinStepsLive = Layer.merge(PreStepLive, PostStepLive).pipe(Layer.provide(ChatsRepo.Default))
@@ -21,7 +22,7 @@ export const BuiltinStepsLive = Layer.merge(PreStepLive, PostStepLive).pipe(Laye
  * running; needs `AppConfig`, a `SqlClient` and a model.
  */
 export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>) => {
-  const core = Layer.mergeAll(ChatsRepo.Default, RunsRepo.Default, Generations.Default, Instance.Default)
+  const core = Layer.mergeAll(ChatsRepo.Default, RunsRepo.Default, WriteBehind.Default, Generations.Default, Instance.Default)
   const runner = Runner.Default.pipe(Layer.provide(steps))
   const sweeping = SweeperLoop.pipe(Layer.provideMerge(Sweeper.Default))
   return Layer.mergeAll(Chats.Default, Turns.Default, Runs.Default, sweeping).pipe(

@@ -122,6 +122,12 @@ export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRep
     const setVariantContent = (variantId: VariantId, content: string) =>
       sql`UPDATE message_variants SET content = ${content} WHERE id = ${variantId}`.pipe(Effect.asVoid, Effect.orDie)
 
+    /** The text of several variants in one statement. */
+    const setVariantContents = (texts: ReadonlyMap<VariantId, string>) =>
+      texts.size === 0 ? Effect.void : sql`UPDATE message_variants SET content = data.content
+          FROM ${sql.updateValues([...texts].map(([id, content]) => ({ id, content })), "data")}
+          WHERE message_variants.id = data.id::uuid`.pipe(Effect.asVoid, Effect.orDie)
+
     const variantContent = (variantId: VariantId) =>
       sql<{ readonly content: string }>`SELECT content FROM message_variants WHERE id = ${variantId}`.pipe(
         Effect.map((rows) => Option.map(Arr.head(rows), (row) => row.content)),
@@ -146,6 +152,7 @@ export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRep
       latestMessage,
       messageExists,
       setVariantContent,
+      setVariantContents,
       variantContent,
       historyBefore
     } as const

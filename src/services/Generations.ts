@@ -1,12 +1,11 @@
 import { LanguageModel, Prompt } from "@effect/ai"
 import type { AiError } from "@effect/ai"
-import { Cause, Clock, Duration, Effect, Exit, Mailbox, Schedule, Stream } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Mailbox, Stream } from "effect"
 import { GenerationFailed } from "../domain/Generation.ts"
 import type { ErrorInfo, Usage } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
 import type { PromptDraft } from "../domain/Prompt.ts"
 import { AppConfig } from "./AppConfig.ts"
-import { ChatsRepo } from "./ChatsRepo.ts"
 import { GenerationsRepo } from "./GenerationsRepo.ts"
 import { InterruptionCause } from "./Interruption.ts"
 import type { GenerationOutcome } from "./GenerationsRepo.ts"
@@ -16,6 +15,8 @@ import { GenerationSettings } from "./llm/GenerationSettings.ts"
 import { ModelInfo } from "./llm/LanguageModelLive.ts"
 import { failureOf } from "./llm/LlmFailure.ts"
 import { makeId } from "./Uuid.ts"
+import { WriteBehind } from "./WriteBehind.ts"
+import type { PendingWrites } from "./WriteBehind.ts"
 
 export interface GenerateRequest {
   readonly chatId: ChatId
@@ -57,8 +58,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
     const model = yield* LanguageModel.LanguageModel
     const info = yield* ModelInfo
     const repo = yield* GenerationsRepo
-    const chats = yield* ChatsRepo
-    const flushInterval = Duration.millis(config.flushIntervalMs)
+    const writeBehind = yield* WriteBehind
 
     /** `DELTA_COALESCE_MS` (spec 30): chunks that arrive within one window leave as one delta. */
     const coalesce = (events: Stream.Stream<GenerationEvent, GenerationFailed>) =>
@@ -84,18 +84,19 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         let flushedLength = 0
         let finished: Extract<GenerationEvent, { _tag: "Finished" }> | undefined
 
-        // Counted as flushed only once written, so a failed write is tried again.
-        const flush = Effect.suspend(() => {
+        // The text is written behind, once per interval; counted as written only once it is.
+        const pendingText: PendingWrites = (batch) => {
           const content = text
-          if (content.length === flushedLength) return Effect.void
-          return Effect.map(chats.setVariantContent(request.variantId, content), () => {
+          if (content.length === flushedLength) return undefined
+          batch.texts.set(request.variantId, content)
+          return () => {
             flushedLength = Math.max(flushedLength, content.length)
-          })
-        })
+          }
+        }
 
         const close = (exit: Exit.Exit<unknown, unknown>) =>
           Effect.gen(function*() {
-            yield* durably(flush)
+            yield* durably(writeBehind.writeNow(pendingText))
             yield* durably(repo.finish(generationId, outcomeOf(exit, finished, interruption.error, yield* currentDate)))
           }).pipe(Effect.withSpan("Generations.close"))
 
@@ -117,8 +118,8 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             })),
           (_, exit) => close(exit)
         )
-        // Released before `close` (finalizers run in reverse), so the last flush is close's own.
-        yield* Effect.forkScoped(Effect.repeat(flush, Schedule.spaced(flushInterval)))
+        // Released before `close` (finalizers run in reverse), so the last write is close's own.
+        yield* writeBehind.register(pendingText)
 
         // The model's stream is read by a fiber of its own into a mailbox that the consumer
         // drains, so a silence can fail it from outside (a timeout per pull would cost two fibers
@@ -182,7 +183,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
 
     return { generate } as const
   }),
-  dependencies: [GenerationsRepo.Default, ChatsRepo.Default]
+  dependencies: [GenerationsRepo.Default, WriteBehind.Default]
 }) {}
 
 const outcomeOf = (

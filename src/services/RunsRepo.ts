@@ -146,10 +146,11 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
           WHERE id = ${id} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
 
     /** One multi-row insert per batch: journal writes grow with time, not with tokens. */
-    const appendEvents = (runId: RunId, events: ReadonlyArray<{ readonly event: RunEvent; readonly json: string }>) =>
-      events.length === 0 ? Effect.void : sql`INSERT INTO pipeline_run_events ${
-        sql.insert(events.map(({ event, json }) => ({ run_id: runId, seq: event.seq, type: event.type, at: new Date(event.at), payload: json })))
-      }`.pipe(Effect.asVoid, Effect.orDie)
+    /** Journal rows of any runs in one statement; a row already written (a write repeated) is kept. */
+    const appendEvents = (rows: ReadonlyArray<{ readonly runId: RunId; readonly entry: { readonly event: RunEvent; readonly json: string } }>) =>
+      rows.length === 0 ? Effect.void : sql`INSERT INTO pipeline_run_events ${
+        sql.insert(rows.map(({ entry: { event, json }, runId }) => ({ run_id: runId, seq: event.seq, type: event.type, at: new Date(event.at), payload: json })))
+      } ON CONFLICT (run_id, seq) DO NOTHING`.pipe(Effect.asVoid, Effect.orDie)
 
     const readEvents = (runId: RunId, afterSeq: number, upToSeq = 2_147_483_647) =>
       sql<{ readonly payload: RunEvent }>`SELECT payload FROM pipeline_run_events

@@ -34,7 +34,7 @@ const startedId = (events: ReadonlyArray<GenerationEvent>) => {
   return started.generationId
 }
 
-/** Records every flush (its virtual time and text) instead of writing it, so time is all virtual. */
+/** Records every write of the text (its virtual time and text) instead of writing it, so time is all virtual. */
 class Flushes extends Effect.Service<Flushes>()("test/Flushes", {
   effect: Effect.map(Queue.unbounded<{ readonly at: number; readonly content: string }>(), (queue) => ({ queue }))
 }) {}
@@ -46,8 +46,9 @@ const recordingChats = Layer.effect(
     const { queue } = yield* Flushes
     return ChatsRepo.make({
       ...real,
-      setVariantContent: (_variantId, content) =>
-        Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (at) => Queue.offer(queue, { at, content }))
+      setVariantContents: (texts) =>
+        Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (at) =>
+          Effect.forEach(texts.values(), (content) => Queue.offer(queue, { at, content }), { discard: true }))
     })
   })
 ).pipe(Layer.provide(ChatsRepo.Default))

@@ -10,6 +10,8 @@ import type { ModelInfo } from "../../src/services/llm/LanguageModelLive.ts"
 import { provide } from "../../src/services/llm/LanguageModelLive.ts"
 import * as LocalModel from "../../src/services/llm/LocalModel.ts"
 import * as OpenAiChatModel from "../../src/services/llm/OpenAiChatModel.ts"
+import { RunsRepo } from "../../src/services/RunsRepo.ts"
+import { WriteBehind } from "../../src/services/WriteBehind.ts"
 import { testConfig } from "./TestConfig.ts"
 
 export const localModel = provide({ provider: "local", model: "local-echo" }, LocalModel.layer({ model: "local-echo" }))
@@ -31,7 +33,8 @@ export const generationsLayer = <R = SqlClient.SqlClient>(
   chats: Layer.Layer<ChatsRepo, never, R> = ChatsRepo.Default as Layer.Layer<ChatsRepo, never, R>
 ) =>
   Generations.DefaultWithoutDependencies.pipe(
-    Layer.provideMerge(Layer.mergeAll(GenerationsRepo.Default, chats)),
+    Layer.provideMerge(WriteBehind.DefaultWithoutDependencies),
+    Layer.provideMerge(Layer.mergeAll(GenerationsRepo.Default, RunsRepo.Default, chats)),
     Layer.provide(model),
     Layer.provide(testConfig(overrides))
   )

@@ -2,6 +2,7 @@ import { Clock, Effect, Queue } from "effect"
 import type { Scope } from "effect"
 import type { GenerationId } from "../../domain/Ids.ts"
 import type { Envelope, RunEvent, RunEventBody, StepRef } from "../../domain/RunEvent.ts"
+import type { PendingWrites } from "../WriteBehind.ts"
 
 export interface JournalEntry {
   readonly event: RunEvent
@@ -21,7 +22,7 @@ export interface Subscription {
 
 /**
  * The event stream of one live run (spec 60): assigns `seq` and `at`, stamps the envelope, keeps
- * the events not yet journaled, and hands each event to every subscriber. Emission is
+ * the events not yet journaled (the write-behind writes them), and hands each event to every subscriber. Emission is
  * synchronous, so a subscriber that takes its `Subscription` sees each event exactly once,
  * either in `pending`, in the journal, or in `live`.
  */
@@ -31,8 +32,6 @@ export class EventLog {
   private pending: Array<JournalEntry> = []
   private readonly subscribers = new Set<Queue.Queue<JournalEntry>>()
   private envelope: Envelope
-  // The periodic flush and the final one must not write the same batch twice.
-  private readonly writing = Effect.unsafeMakeSemaphore(1)
 
   constructor(envelope: Envelope) {
     this.envelope = envelope
@@ -84,17 +83,16 @@ export class EventLog {
     )
   }
 
-  /** Writes the pending events in one batch; they leave `pending` only once the write is done. */
-  flush<E, R>(write: (entries: ReadonlyArray<JournalEntry>) => Effect.Effect<void, E, R>): Effect.Effect<void, E, R> {
-    return this.writing.withPermits(1)(Effect.suspend(() => {
-      // A copy: events emitted while the batch is being written stay pending for the next one.
-      const batch = this.pending.slice()
-      if (batch.length === 0) return Effect.void
-      // Uninterruptible: a write cut off mid-way may still commit, and its rows would be written twice.
-      return Effect.uninterruptible(Effect.map(write(batch), () => {
-        this.pending = this.pending.slice(batch.length)
-        this.journaled = batch[batch.length - 1]!.event.seq
-      }))
-    }))
+  /** The events not yet journaled, for the write-behind: they leave `pending` once written. */
+  readonly pendingWrites: PendingWrites = (batch) => {
+    // Events emitted while the batch is being written stay pending for the next one.
+    const taken = this.pending.length
+    if (taken === 0) return undefined
+    const { runId } = this.envelope
+    for (let i = 0; i < taken; i++) batch.events.push({ runId, entry: this.pending[i]! })
+    return () => {
+      this.journaled = this.pending[taken - 1]!.event.seq
+      this.pending = this.pending.slice(taken)
+    }
   }
 }

@@ -9,6 +9,7 @@ import type { PromptDraft } from "../../domain/Prompt.ts"
 import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Generations } from "../Generations.ts"
+import { WriteBehind } from "../WriteBehind.ts"
 import { InterruptionCause } from "../Interruption.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { durably } from "../db/Unavailable.ts"
@@ -53,6 +54,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     const config = yield* AppConfig
     const runs = yield* RunsRepo
     const generations = yield* Generations
+    const writeBehind = yield* WriteBehind
     const pre = yield* PreStep
     const post = yield* PostStep
     const fibers = yield* FiberMap.make<RunId>()
@@ -65,7 +67,6 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         for (const run of live.values()) run.abortReason ??= "shutdown"
       })
     )
-    const flushInterval = Duration.millis(config.flushIntervalMs)
     const runTimeout = Duration.millis(config.runTimeoutMs)
 
     // Leases (spec 10, "Crash safety"): while this process lives its runs' leases keep moving
@@ -75,8 +76,6 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       Effect.repeat(Schedule.spaced(Duration.millis(config.leaseTtlMs / 3))),
       Effect.forkScoped
     )
-
-    const journal = (runId: RunId, log: EventLog) => log.flush((entries) => runs.appendEvents(runId, entries))
 
     const execute = (context: RunContext, run: LiveRun) => {
       const { log } = run
@@ -204,14 +203,14 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
             finishedAt
           }))
           yield* log.emit(terminal)
-          yield* durably(journal(context.runId, log))
+          yield* durably(writeBehind.writeNow(log.pendingWrites))
           yield* Effect.logInfo("run finished").pipe(Effect.annotateLogs({ status: terminal.status }))
         }).pipe(Effect.ensuring(Effect.sync(() => live.delete(context.runId))))
 
       return Effect.gen(function*() {
         yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
         // The journal is written once per interval while the run lives, and once more at its end.
-        yield* Effect.forkScoped(Effect.repeat(journal(context.runId, log), Schedule.spaced(flushInterval)))
+        yield* writeBehind.register(log.pendingWrites)
         // RUN_TIMEOUT_MS: a watchdog interrupts the run as an abort would, having said why.
         yield* Effect.withFiberRuntime<void, never, Scope.Scope>((self) =>
           Effect.sleep(runTimeout).pipe(
