@@ -42,8 +42,12 @@ export const table = (results: Results): string => {
     (arm) => `${single[arm]!.stalls} / ${single[arm]!.lost}`
   )
   const b = concurrency.B
-  const streams = (figures: { highest: number; allPassed: boolean } | undefined) =>
-    figures === undefined ? "–" : `${figures.allPassed ? "≥ " : ""}${figures.highest}`
+  const streams = (figures: { highest: number; allPassed: boolean; levels: ReadonlyArray<{ streams: number }> } | undefined) =>
+    figures === undefined
+      ? "–"
+      : figures.highest === 0
+      ? `< ${figures.levels[0]?.streams}`
+      : `${figures.allPassed ? "≥ " : ""}${figures.highest}`
   row("concurrent streams at 50 tokens/s, no stall", "≥ 400 and ≥ 70 % of B", "–", streams(b), (arm) => {
     const c = concurrency[arm]
     if (c === undefined) return "–"
