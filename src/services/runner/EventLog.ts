@@ -1,4 +1,4 @@
-import { Clock, Effect, Queue } from "effect"
+import { Clock, Effect } from "effect"
 import type { Scope } from "effect"
 import type { GenerationId } from "../../domain/Ids.ts"
 import type { Envelope, RunEvent, RunEventBody, StepRef } from "../../domain/RunEvent.ts"
@@ -10,27 +10,28 @@ export interface JournalEntry {
   readonly json: string
 }
 
+/** A subscriber of a live run: called synchronously with each batch of new events, in order. */
+export type Subscriber = (entries: ReadonlyArray<JournalEntry>) => void
+
 /** What a new subscriber of a live run gets, all taken at one instant so nothing is missed or doubled. */
 export interface Subscription {
   /** Events with `seq` in (after, journaledSeq] are in the database. */
   readonly journaledSeq: number
-  /** Emitted but not yet known to be journaled, oldest first. */
+  /** Emitted but not yet known to be journaled, oldest first; what is emitted later goes to the subscriber. */
   readonly pending: ReadonlyArray<JournalEntry>
-  /** Every event emitted from now on. */
-  readonly live: Queue.Dequeue<JournalEntry>
 }
 
 /**
  * The event stream of one live run (spec 60): assigns `seq` and `at`, stamps the envelope, keeps
  * the events not yet journaled (the write-behind writes them), and hands each event to every subscriber. Emission is
  * synchronous, so a subscriber that takes its `Subscription` sees each event exactly once,
- * either in `pending`, in the journal, or in `live`.
+ * either in `pending`, in the journal, or through its callback.
  */
 export class EventLog {
   private seq = 0
   private journaled = 0
   private pending: Array<JournalEntry> = []
-  private readonly subscribers = new Set<Queue.Queue<JournalEntry>>()
+  private readonly subscribers = new Set<Subscriber>()
   private envelope: Envelope
 
   constructor(envelope: Envelope) {
@@ -50,7 +51,7 @@ export class EventLog {
     return Effect.map(Clock.currentTimeMillis, (millis) => {
       const entry = this.entryOf(body, step, new Date(millis).toISOString())
       this.pending.push(entry)
-      for (const subscriber of this.subscribers) Queue.unsafeOffer(subscriber, entry)
+      for (const subscriber of this.subscribers) subscriber([entry])
       return entry.event
     })
   }
@@ -62,7 +63,7 @@ export class EventLog {
       const entries: Array<JournalEntry> = []
       for (const body of bodies) entries.push(this.entryOf(body, step, at))
       for (const entry of entries) this.pending.push(entry)
-      for (const subscriber of this.subscribers) for (const entry of entries) Queue.unsafeOffer(subscriber, entry)
+      for (const subscriber of this.subscribers) subscriber(entries)
     })
   }
 
@@ -72,14 +73,13 @@ export class EventLog {
     return { event, json: JSON.stringify(event) }
   }
 
-  subscribe(): Effect.Effect<Subscription, never, Scope.Scope> {
+  subscribe(subscriber: Subscriber): Effect.Effect<Subscription, never, Scope.Scope> {
     return Effect.acquireRelease(
-      Effect.flatMap(Queue.unbounded<JournalEntry>(), (live) =>
-        Effect.sync(() => {
-          this.subscribers.add(live)
-          return { journaledSeq: this.journaled, pending: [...this.pending], live }
-        })),
-      ({ live }) => Effect.sync(() => this.subscribers.delete(live))
+      Effect.sync(() => {
+        this.subscribers.add(subscriber)
+        return { journaledSeq: this.journaled, pending: [...this.pending] }
+      }),
+      () => Effect.sync(() => this.subscribers.delete(subscriber))
     )
   }
 

@@ -1,4 +1,4 @@
-import { Chunk, Duration, Effect, Option, Stream } from "effect"
+import { Chunk, Duration, Effect, Exit, Mailbox, Option, Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import { isTerminal } from "../../domain/RunEvent.ts"
 import { AppConfig } from "../AppConfig.ts"
@@ -22,19 +22,30 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
     const entriesOf = (events: ReadonlyArray<JournalEntry["event"]>): Array<JournalEntry> =>
       events.map((event) => ({ event, json: JSON.stringify(event) }))
 
-    /** A live run: the journal up to the subscription, then what is pending, then what comes. */
+    /**
+     * A live run: the journal up to the subscription, then what is pending, then what comes. The
+     * log hands new events straight to a mailbox that the consumer drains (no fiber, no stage per
+     * event); they are held back while the journal is read, so the order stays that of `seq`.
+     */
     const fromLog = (runId: RunId, log: EventLog, after: number) =>
-      Stream.unwrapScoped(Effect.map(log.subscribe(), (subscription) =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const mailbox = yield* Mailbox.make<JournalEntry>()
+        const deliver = (entries: ReadonlyArray<JournalEntry>) => {
+          for (const entry of entries) {
+            if (entry.event.seq <= after) continue
+            mailbox.unsafeOffer(entry)
+            if (isTerminal(entry.event.type)) mailbox.unsafeDone(Exit.void)
+          }
+        }
+        let held: Array<JournalEntry> | undefined = []
+        const subscription = yield* log.subscribe((entries) => held === undefined ? deliver(entries) : held.push(...entries))
         // Nothing to read when the client is already past what the journal holds (a new turn's client).
-        (subscription.journaledSeq <= after
-          ? Stream.fromIterable(subscription.pending)
-          : Stream.fromIterableEffect(Effect.map(runs.readEvents(runId, after, subscription.journaledSeq), entriesOf)).pipe(
-            Stream.concat(Stream.fromIterable(subscription.pending))
-          )).pipe(
-          Stream.concat(Stream.fromQueue(subscription.live)),
-          Stream.filter((entry) => entry.event.seq > after),
-          Stream.takeUntil((entry) => isTerminal(entry.event.type))
-        )))
+        if (subscription.journaledSeq > after) deliver(entriesOf(yield* runs.readEvents(runId, after, subscription.journaledSeq)))
+        deliver(subscription.pending)
+        deliver(held)
+        held = undefined
+        return Mailbox.toStream(mailbox)
+      }))
 
     /** A run that is not live here (finished, or running on another instance): its journal, polled. */
     const fromJournal = (runId: RunId, after: number) =>
