@@ -188,7 +188,8 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
                             finished_at AS "finishedAt"
                      FROM pipeline_step_runs WHERE run_id = ${runId} ORDER BY position`,
         sql<GenerationRow>`SELECT ${sql.literal(generationColumns)} FROM llm_generations g WHERE g.run_id = ${runId}`
-      ]).pipe(
+        // Three reads at once: on Postgres each takes a connection of its own.
+      ], { concurrency: "unbounded" }).pipe(
         Effect.map(([run, steps, generations]) =>
           Option.map(run, (run) =>
             new RunSnapshot({
