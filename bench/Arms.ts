@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import type { Child } from "./Processes.ts"
-import { chatCompletions, type Dialect, json, type OpenStream, open, runEvents } from "./FrameClient.ts"
+import { chatCompletions, json, type OpenStream, open, runEvents } from "./FrameClient.ts"
 
 /** How the upstream answers one request. */
 export interface Plan {
@@ -18,7 +18,6 @@ export interface Plan {
 
 export interface Arm {
   readonly name: string
-  readonly label: string
   /** The process whose CPU time and memory count for this arm (none for A). */
   readonly process: Child | undefined
   /** Gets `count` fresh slots ready (arm C: chats); a slot takes one turn at a time. */
@@ -45,12 +44,11 @@ const settingsOf = (plan: Plan) => ({
 })
 
 /** Arms A and B: the Chat Completions protocol at `base`. */
-export const direct = (name: string, label: string, base: URL, process: Child | undefined): Arm => {
+export const direct = (name: string, base: URL, process: Child | undefined): Arm => {
   const agent = agentOf()
   const url = new URL("/v1/chat/completions", base)
   return {
     name,
-    label,
     process,
     prepare: async () => {},
     stream: (_slot, plan) => open(agent, url, upstreamBody(plan), chatCompletions)
@@ -58,13 +56,11 @@ export const direct = (name: string, label: string, base: URL, process: Child | 
 }
 
 /** Arm C: the service. Each slot is a chat of its own; a turn streams its run's events. */
-export const service = (name: string, label: string, child: Child): Arm => {
+export const service = (name: string, child: Child): Arm => {
   const agent = agentOf()
   let chats: Array<string> = []
-  const dialect: Dialect = runEvents
   return {
     name,
-    label,
     process: child,
     prepare: async (count) => {
       chats = []
@@ -87,7 +83,7 @@ export const service = (name: string, label: string, child: Child): Arm => {
         content: "Say something.",
         settings: settingsOf(plan),
         abortOnDisconnect: true
-      }, dialect),
+      }, runEvents),
     abort: (runId) => json(agent, new URL(`/runs/${runId}/abort`, child.url), "POST")
   }
 }

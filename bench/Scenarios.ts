@@ -11,11 +11,11 @@ import * as Http from "node:http"
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-export const quantile = (values: ReadonlyArray<number>, q: number): number => {
-  if (values.length === 0) return Number.NaN
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
-}
+/** The value at quantile `q` of values sorted in ascending order. */
+const at = (sorted: ReadonlyArray<number>, q: number): number =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
+
+const quantile = (values: ReadonlyArray<number>, q: number): number => at([...values].sort((a, b) => a - b), q)
 
 const round = (value: number, digits = 3) => Number.isFinite(value) ? Number(value.toFixed(digits)) : null
 
@@ -26,12 +26,10 @@ export interface Spread {
   readonly n: number
 }
 
-export const spread = (values: ReadonlyArray<number>): Spread => ({
-  p50: round(quantile(values, 0.5)),
-  p99: round(quantile(values, 0.99)),
-  max: round(values.length === 0 ? Number.NaN : Math.max(...values)),
-  n: values.length
-})
+export const spread = (values: ReadonlyArray<number>): Spread => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return { p50: round(at(sorted, 0.5)), p99: round(at(sorted, 0.99)), max: round(at(sorted, 1)), n: sorted.length }
+}
 
 const gapsOf = (result: StreamResult) => result.tokens.slice(1).map((at, i) => (at - result.tokens[i]!) / 1000)
 

@@ -95,15 +95,15 @@ const run = async () => {
   const proxy = await startListener("proxy", "bench/proxy.ts", { UPSTREAM_URL: upstream.url.href })
   children.push(proxy)
   const arms: Array<Arm> = [
-    direct("A", "upstream direct", upstream.url, undefined),
-    direct("B", "bare Node proxy", proxy.url, proxy)
+    direct("A", upstream.url, undefined),
+    direct("B", proxy.url, proxy)
   ]
   let stats: pg.Client | undefined
   if (databaseUrl !== undefined) {
     const url = await benchDatabase(databaseUrl)
     const child = await startService("C: Postgres", { ...serviceEnv(upstream), DATABASE_URL: url })
     children.push(child)
-    arms.push(service("C: Postgres", "this service on Postgres", child))
+    arms.push(service("C: Postgres", child))
     stats = new pg.Client({ connectionString: url })
     await stats.connect()
   } else {
@@ -113,7 +113,7 @@ const run = async () => {
   cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }))
   const pglite = await startService("C: PGlite", { ...serviceEnv(upstream), DATA_DIR: dataDir })
   children.push(pglite)
-  arms.push(service("C: PGlite", "this service on PGlite", pglite))
+  arms.push(service("C: PGlite", pglite))
   const services = arms.filter((arm) => arm.name.startsWith("C"))
   const hops = arms.filter((arm) => arm.name !== "A")
   log(`arms: ${arms.map((arm) => arm.name).join(", ")}`)

@@ -25,7 +25,7 @@ const child = await startService("C", {
   SHUTDOWN_GRACE_MS: "0",
   ...database
 }, ["--cpu-prof", `--cpu-prof-dir=${dir}`])
-const arm = service("C", "this service", child)
+const arm = service("C", child)
 try {
   const figures = load === "paced"
     ? await Scenarios.concurrencyLevel(arm, { streams: 50, tps: 50, steadyMs: 8000, startsPerSecond: 100 })

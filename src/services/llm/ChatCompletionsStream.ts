@@ -104,7 +104,6 @@ const metadataOf = (chunk: Chunk): Response.ResponseMetadataPartEncoded => ({
     : Option.getOrUndefined(Option.map(DateTime.make(chunk.created * 1000), DateTime.formatIso))
 })
 
-
 /** What the provider's response body goes through: bytes in, parts out. */
 type Decoding = Channel.Channel<
   Chunks.Chunk<Response.StreamPartEncoded>,
@@ -133,13 +132,14 @@ export const decodeStream = (
     const events = new SseDecoder()
     let state = initial
     let done = false
+    const endParts = () => step(state, Option.none())[1]
     const read = (bytes: Chunks.Chunk<Uint8Array>): Either.Either<Array<Response.StreamPartEncoded>, AiError.AiError> => {
       const parts: Array<Response.StreamPartEncoded> = []
       for (const piece of bytes) {
         for (const data of events.push(text.decode(piece, { stream: true }))) {
           if (data.trim() === "[DONE]") {
             done = true
-            parts.push(...step(state, Option.none())[1])
+            parts.push(...endParts())
             return Either.right(parts)
           }
           let json: unknown
@@ -168,7 +168,7 @@ export const decodeStream = (
         return done ? written : Channel.zipRight(written, loop)
       },
       onFailure: (cause: Cause.Cause<HttpClientError.HttpClientError>) => Channel.failCause(Cause.map(cause, fromClientError)),
-      onDone: () => Channel.write(Chunks.unsafeFromArray(step(state, Option.none())[1]))
+      onDone: () => Channel.write(Chunks.unsafeFromArray(endParts()))
     })
     return loop
   })

@@ -23,8 +23,8 @@ export interface Subscription {
 
 /**
  * The event stream of one live run (spec 60): assigns `seq` and `at`, stamps the envelope, keeps
- * the events not yet journaled (the write-behind writes them), and hands each event to every subscriber. Emission is
- * synchronous, so a subscriber that takes its `Subscription` sees each event exactly once,
+ * the events not yet journaled (the write-behind writes them), and hands each event to every
+ * subscriber. Emission is synchronous, so a subscriber that takes its `Subscription` sees each event exactly once,
  * either in `pending`, in the journal, or through its callback.
  */
 export class EventLog {
@@ -38,22 +38,13 @@ export class EventLog {
     this.envelope = envelope
   }
 
-  get generationId(): GenerationId | null {
-    return this.envelope.generationId
-  }
-
   /** From the generation's creation on, every event names it. */
   setGeneration(generationId: GenerationId) {
     this.envelope = { ...this.envelope, generationId }
   }
 
-  emit(body: RunEventBody, step?: StepRef): Effect.Effect<RunEvent> {
-    return Effect.map(Clock.currentTimeMillis, (millis) => {
-      const entry = this.entryOf(body, step, new Date(millis).toISOString())
-      this.pending.push(entry)
-      for (const subscriber of this.subscribers) subscriber([entry])
-      return entry.event
-    })
+  emit(body: RunEventBody, step?: StepRef): Effect.Effect<void> {
+    return this.emitAll([body], step)
   }
 
   /** Several events at one instant, handed to each subscriber together. */

@@ -38,7 +38,10 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
           }
         }
         let held: Array<JournalEntry> | undefined = []
-        const subscription = yield* log.subscribe((entries) => held === undefined ? deliver(entries) : held.push(...entries))
+        const subscription = yield* log.subscribe((entries) => {
+          if (held === undefined) deliver(entries)
+          else for (const entry of entries) held.push(entry)
+        })
         // Nothing to read when the client is already past what the journal holds (a new turn's client).
         if (subscription.journaledSeq > after) deliver(entriesOf(yield* runs.readEvents(runId, after, subscription.journaledSeq)))
         deliver(subscription.pending)

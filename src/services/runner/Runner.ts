@@ -132,30 +132,28 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           runId: context.runId,
           stepRunId: ref.stepRunId
         }).pipe(
-          Stream.runForEachChunk((events) => {
-            // Tokens, the bulk of a run's events, leave a chunk at a time.
-            if (Chunk.every(events, (event) => event._tag === "Delta")) {
-              return log.emitAll(Chunk.map(events, (event) => ({ type: "llm.stream.delta", content: event.content })), ref)
-            }
-            return Effect.forEach(events, (event): Effect.Effect<unknown> => {
+          // Tokens, the bulk of a run's events, leave a chunk at a time.
+          Stream.runForEachChunk((events) =>
+            log.emitAll(Chunk.map(events, (event): RunEventBody => {
               switch (event._tag) {
                 case "Started":
+                  // The first event: every later one names the generation. The run row already
+                  // does, as the generation's insert linked them.
                   started = true
-                  // The run row already names the generation: its insert linked them.
                   log.setGeneration(event.generationId)
-                  return log.emit({ type: "llm.stream.meta", provider: event.provider, model: event.model }, ref)
+                  return { type: "llm.stream.meta", provider: event.provider, model: event.model }
                 case "Delta":
-                  return log.emit({ type: "llm.stream.delta", content: event.content }, ref)
+                  return { type: "llm.stream.delta", content: event.content }
                 case "Finished":
-                  return log.emit({
+                  return {
                     type: "llm.stream.done",
                     status: "done",
                     ...(event.finishReason === null ? {} : { finishReason: event.finishReason }),
                     ...(event.usage === null ? {} : { usage: event.usage })
-                  }, ref)
+                  }
               }
-            }, { discard: true })
-          }),
+            }), ref)
+          ),
           Effect.onExit((exit) => {
             if (Exit.isSuccess(exit) || !started) return Effect.void
             const error = errorFor(exit.cause)
