@@ -1,5 +1,5 @@
 import { Migrator } from "@effect/sql"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import initial from "./migrations/0001_initial.ts"
 
 /** Versioned migrations, applied in order at start-up; a new one is a new entry here. */
@@ -7,7 +7,16 @@ const loader = Migrator.fromRecord({
   "0001_initial": initial
 })
 
+/**
+ * Two instances starting on an empty database at once race to create the migrations table (a
+ * unique violation in Postgres' catalog for the loser). The loser tries again, by then the
+ * table exists and the winner's lock orders the rest; a migration that is really broken still
+ * fails, a few seconds later.
+ */
+const afterARace = Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
+
 export const migrate = Migrator.make({})({ loader }).pipe(
+  Effect.retry(afterARace),
   Effect.tap((applied) =>
     applied.length > 0
       ? Effect.logInfo("migrations applied").pipe(Effect.annotateLogs("migrations", applied.map(([id, name]) => `${id}_${name}`).join(",")))
