@@ -7,6 +7,9 @@ import { Instance } from "./services/Instance.ts"
 import { LanguageModelLive } from "./services/llm/LanguageModelLive.ts"
 import { PostStep, PostStepLive } from "./services/runner/PostStep.ts"
 import { PreStep, PreStepLive } from "./services/runner/PreStep.ts"
+import { Journal } from "./services/journal/Journal.ts"
+import { LiveRuns } from "./services/runner/LiveRuns.ts"
+import { RunEvents } from "./services/runner/RunEvents.ts"
 import { Runner } from "./services/runner/Runner.ts"
 import { Runs } from "./services/runner/Runs.ts"
 import { Sweeper, SweeperLoop } from "./services/runner/Sweeper.ts"
@@ -22,10 +25,11 @@ export const BuiltinStepsLive = Layer.merge(PreStepLive, PostStepLive).pipe(Laye
  * running; needs `AppConfig`, a `SqlClient` and a model.
  */
 export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>) => {
-  const core = Layer.mergeAll(ChatsRepo.Default, RunsRepo.Default, WriteBehind.Default, Generations.Default, Instance.Default)
+  const core = Layer.mergeAll(ChatsRepo.Default, RunsRepo.Default, Journal.Default, WriteBehind.Default, Generations.Default, Instance.Default, LiveRuns.Default)
   const runner = Runner.Default.pipe(Layer.provide(steps))
   const sweeping = SweeperLoop.pipe(Layer.provideMerge(Sweeper.Default))
   return Layer.mergeAll(Chats.Default, Turns.Default, Runs.Default, sweeping).pipe(
+    Layer.provideMerge(RunEvents.Default),
     Layer.provideMerge(runner),
     Layer.provideMerge(core)
   )
@@ -35,7 +39,7 @@ export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>)
 export const ServicesLive = servicesWith(BuiltinStepsLive).pipe(Layer.provide(LanguageModelLive))
 
 /** The HTTP API over the given services. */
-export const appWith = <E, R>(services: Layer.Layer<Chats | Turns | Runs | Runner, E, R>) =>
+export const appWith = <E, R>(services: Layer.Layer<Chats | Turns | Runs | Runner | RunEvents, E, R>) =>
   HttpLive.pipe(Layer.provide(services))
 
 /** The HTTP API over the services; needs an `HttpServer`, `AppConfig` and a `SqlClient`. */

@@ -1,26 +1,34 @@
 import type { HttpServerResponse } from "@effect/platform"
-import { Effect, Stream } from "effect"
+import { Chunk, Effect, Stream } from "effect"
 import { isTerminal } from "../domain/RunEvent.ts"
-import type { JournalEntry } from "../services/runner/EventLog.ts"
-import { sseResponse, toSseBody } from "./Sse.ts"
+import type { JournalEntry } from "../services/journal/Journal.ts"
+import type { FollowOptions } from "../services/runner/RunEvents.ts"
+import { encodeEvent, keepAlive, sseResponse } from "./Sse.ts"
+
+const encoder = new TextEncoder()
 
 /**
- * A run's events as an SSE response. With `onDisconnect`, a client that goes away before the
- * terminal event triggers it (the `abortOnDisconnect` of a turn request).
+ * A run's events as an SSE response: `follow` gets the frames already encoded (one string per
+ * event, a keep-alive comment whenever nothing was sent for `keepAliveMs`), and whatever piled up
+ * leaves as one write. With `onDisconnect`, a client that goes away before the terminal event
+ * triggers it (the `abortOnDisconnect` of a turn request).
  */
 export const runEventsResponse = (
-  events: Stream.Stream<JournalEntry>,
+  follow: (options: FollowOptions<string>) => Stream.Stream<string>,
   options: { readonly keepAliveMs: number; readonly onDisconnect?: Effect.Effect<void> | undefined }
 ): HttpServerResponse.HttpServerResponse => {
   let delivered = false
-  const framed = events.pipe(
-    Stream.map(({ event, json }) => {
-      if (isTerminal(event.type)) delivered = true
-      return { id: event.seq, event: event.type, data: json }
-    }),
+  const frames = follow({
+    encode: (entry: JournalEntry) => {
+      if (isTerminal(entry.type)) delivered = true
+      return encodeEvent({ id: entry.seq, event: entry.type, data: entry.json })
+    },
+    heartbeat: { everyMs: options.keepAliveMs, value: keepAlive }
+  })
+  return sseResponse(frames.pipe(
+    Stream.mapChunks((chunk) => Chunk.of(encoder.encode(Chunk.join(chunk, "")))),
     Stream.ensuring(Effect.suspend(() => delivered || options.onDisconnect === undefined ? Effect.void : options.onDisconnect))
-  )
-  return sseResponse(toSseBody(framed, { keepAliveMs: options.keepAliveMs }))
+  ))
 }
 
 export const wantsEventStream = (accept: string | undefined) => accept?.includes("text/event-stream") ?? false

@@ -2,6 +2,7 @@ import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { Effect, Schema } from "effect"
 import { ValidationError } from "../domain/ApiErrors.ts"
 import { AppConfig } from "../services/AppConfig.ts"
+import { RunEvents } from "../services/runner/RunEvents.ts"
 import { Runs } from "../services/runner/Runs.ts"
 import { Api } from "./Api.ts"
 import { runEventsResponse } from "./RunEventsSse.ts"
@@ -18,6 +19,7 @@ const resumeAfter = (header: string | undefined, after: number | undefined) =>
 export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
   Effect.gen(function*() {
     const runs = yield* Runs
+    const events = yield* RunEvents
     const config = yield* AppConfig
     return handlers
       .handle("listRuns", ({ path, urlParams }) =>
@@ -27,8 +29,8 @@ export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
         Effect.gen(function*() {
           const request = yield* HttpServerRequest.HttpServerRequest
           const after = yield* resumeAfter(request.headers["last-event-id"], urlParams.after)
-          const events = yield* runs.events(path.runId, after)
-          return runEventsResponse(events, { keepAliveMs: config.sseKeepaliveMs })
+          yield* runs.snapshot(path.runId)
+          return runEventsResponse((options) => events.follow(path.runId, after, options), { keepAliveMs: config.sseKeepaliveMs })
         }))
       .handle("abortRun", ({ path }) => runs.abort(path.runId, "user"))
       .handle("abortGeneration", ({ path }) => runs.abortGeneration(path.generationId, "user"))

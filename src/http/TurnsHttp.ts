@@ -3,6 +3,7 @@ import { Effect, Schema } from "effect"
 import { RunSnapshot } from "../domain/Run.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Runner } from "../services/runner/Runner.ts"
+import { RunEvents } from "../services/runner/RunEvents.ts"
 import { Runs } from "../services/runner/Runs.ts"
 import type { TurnStarted } from "../services/runner/Turns.ts"
 import { Turns } from "../services/runner/Turns.ts"
@@ -15,6 +16,7 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
   Effect.gen(function*() {
     const turns = yield* Turns
     const runs = yield* Runs
+    const events = yield* RunEvents
     const runner = yield* Runner
     const config = yield* AppConfig
 
@@ -26,8 +28,7 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         if (wantsEventStream(request.headers.accept)) {
-          const events = yield* runs.events(started.runId, 0)
-          return runEventsResponse(events, {
+          return runEventsResponse((options) => events.follow(started.runId, 0, options), {
             keepAliveMs: config.sseKeepaliveMs,
             onDisconnect: abortOnDisconnect ? runner.abortInBackground(started.runId, "client_disconnect") : undefined
           })

@@ -3,7 +3,6 @@ import { Array as Arr, Effect, Option } from "effect"
 import { Chat, Message, Variant } from "../domain/Chat.ts"
 import type { Role } from "../domain/Chat.ts"
 import type { ChatId, GenerationId, MessageId, VariantId } from "../domain/Ids.ts"
-import type { PromptMessage } from "../domain/Prompt.ts"
 
 interface ChatRow {
   readonly id: ChatId
@@ -79,46 +78,6 @@ export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRep
         Effect.orDie
       )
 
-    /** Inserts a message with its first (selected) variant; use inside the caller's transaction. */
-    /** A message with its first variant, in one statement. */
-    const insertMessage = (message: NewMessage) =>
-      sql`WITH message AS (
-            INSERT INTO chat_messages (id, chat_id, role, position, selected_variant_id, created_at)
-            VALUES (${message.id}, ${message.chatId}, ${message.role}, ${message.position}, ${message.variant.id},
-                    ${message.createdAt})
-          )
-          INSERT INTO message_variants (id, message_id, content, created_at)
-          VALUES (${message.variant.id}, ${message.id}, ${message.variant.content}, ${message.createdAt})`.pipe(Effect.asVoid)
-
-    /** Adds a variant to a message and selects it. */
-    const addVariant = (messageId: MessageId, variant: { readonly id: VariantId; readonly createdAt: Date }) =>
-      sql`WITH variant AS (
-            INSERT INTO message_variants (id, message_id, content, created_at)
-            VALUES (${variant.id}, ${messageId}, '', ${variant.createdAt})
-          )
-          UPDATE chat_messages SET selected_variant_id = ${variant.id} WHERE id = ${messageId}`.pipe(Effect.asVoid)
-
-    const nextPosition = (chatId: ChatId) =>
-      sql<{ readonly next: number }>`SELECT COALESCE(MAX(position) + 1, 0)::int AS next
-                                     FROM chat_messages WHERE chat_id = ${chatId}`.pipe(
-        Effect.map((rows) => rows[0]?.next ?? 0)
-      )
-
-    const latestMessage = (chatId: ChatId) =>
-      sql<{ readonly id: MessageId; readonly role: Role; readonly position: number }>`
-        SELECT id, role, position FROM chat_messages WHERE chat_id = ${chatId} ORDER BY position DESC LIMIT 1`.pipe(
-        Effect.map(Arr.head),
-        Effect.orDie
-      )
-
-    /** Where a message id is taken, if it is: its chat, role and position. */
-    const messageExists = (messageId: MessageId) =>
-      sql<{ readonly chatId: ChatId; readonly role: Role; readonly position: number }>`
-        SELECT chat_id AS "chatId", role, position FROM chat_messages WHERE id = ${messageId}`.pipe(
-        Effect.map(Arr.head),
-        Effect.orDie
-      )
-
     const setVariantContent = (variantId: VariantId, content: string) =>
       sql`UPDATE message_variants SET content = ${content} WHERE id = ${variantId}`.pipe(Effect.asVoid, Effect.orDie)
 
@@ -134,27 +93,13 @@ export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRep
         Effect.orDie
       )
 
-    /** The selected text of every message before `position`, oldest first (the prompt's history). */
-    const historyBefore = (chatId: ChatId, position: number) =>
-      sql<PromptMessage>`SELECT m.role, v.content
-                         FROM chat_messages m JOIN message_variants v ON v.id = m.selected_variant_id
-                         WHERE m.chat_id = ${chatId} AND m.position < ${position}
-                         ORDER BY m.position`.pipe(Effect.orDie)
-
     return {
       insertChat,
       findChat,
       listMessages,
-      // These three run inside a turn's transaction: their `SqlError`s settle races there.
-      insertMessage,
-      addVariant,
-      nextPosition,
-      latestMessage,
-      messageExists,
       setVariantContent,
       setVariantContents,
-      variantContent,
-      historyBefore
+      variantContent
     } as const
   })
 }) {}

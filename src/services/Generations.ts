@@ -1,19 +1,15 @@
-import { LanguageModel, Prompt } from "@effect/ai"
-import type { AiError } from "@effect/ai"
-import { Cause, Clock, Duration, Effect, Exit, Mailbox, Stream } from "effect"
+import { Cause, Clock, Effect, Exit, Mailbox, Stream } from "effect"
 import { GenerationFailed } from "../domain/Generation.ts"
 import type { ErrorInfo, Usage } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
 import type { PromptDraft } from "../domain/Prompt.ts"
 import { AppConfig } from "./AppConfig.ts"
 import { GenerationsRepo } from "./GenerationsRepo.ts"
-import { InterruptionCause } from "./Interruption.ts"
 import type { GenerationOutcome } from "./GenerationsRepo.ts"
+import { InterruptionCause } from "./Interruption.ts"
 import { durably } from "./db/Unavailable.ts"
 import { sha256Of } from "./Hashing.ts"
-import { GenerationSettings } from "./llm/GenerationSettings.ts"
-import { ModelInfo } from "./llm/LanguageModelLive.ts"
-import { failureOf } from "./llm/LlmFailure.ts"
+import { ChatModel } from "./llm/ChatModel.ts"
 import { makeId } from "./Uuid.ts"
 import { WriteBehind } from "./WriteBehind.ts"
 import type { PendingWrites } from "./WriteBehind.ts"
@@ -29,60 +25,47 @@ export interface GenerateRequest {
   readonly stepRunId?: StepRunId | undefined
 }
 
-/** What a generation streams: its row exists, then text, then how it finished. */
+/** Where a generation's answer goes, synchronously, as it leaves: its row exists, then text, then how it finished. */
+export interface GenerationSink {
+  readonly started: (generation: { readonly generationId: GenerationId; readonly provider: string; readonly model: string }) => void
+  readonly delta: (content: string) => void
+  readonly finished: (finishReason: string | null, usage: Usage | null) => void
+}
+
+/** A generation's answer as a stream of values (`generate`). */
 export type GenerationEvent =
   | { readonly _tag: "Started"; readonly generationId: GenerationId; readonly provider: string; readonly model: string }
   | { readonly _tag: "Delta"; readonly content: string }
   | { readonly _tag: "Finished"; readonly finishReason: string | null; readonly usage: Usage | null }
 
-const toPrompt = (draft: PromptDraft): Prompt.Prompt =>
-  Prompt.make(draft.messages.map((message) =>
-    message.role === "system"
-      ? { role: "system" as const, content: message.content }
-      : { role: message.role, content: [{ type: "text" as const, text: message.content }] }
-  ))
-
 const currentDate = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
 
 /**
- * The chat-core's streaming generation (spec 30, `llm`). `generate` creates the
- * `llm_generations` row, streams the model's answer, writes the text to the variant at most once
- * per `FLUSH_INTERVAL_MS` and once at the end, and closes the row from the stream's `Exit`:
- * `done` when the model finished, `error` with its code when it failed, `aborted` when the
- * consumer was interrupted or stopped early. A silence of `LLM_IDLE_TIMEOUT_MS` (first chunk
- * included) fails it with `upstream_timeout`.
+ * The chat-core's streaming generation (spec 30, `llm`). `run` creates the `llm_generations` row,
+ * streams the model's answer into a sink, writes the text to the variant at most once per
+ * `FLUSH_INTERVAL_MS` and once at the end, and closes the row from its `Exit`: `done` when the
+ * model finished, `error` with its code when it failed, `aborted` when interrupted. A silence of
+ * `LLM_IDLE_TIMEOUT_MS` (first chunk included) fails it with `upstream_timeout`.
+ *
+ * The answer's path is plain synchronous code from the model's sink to the caller's: a token
+ * costs no Effect stage. `generate` offers the same answer as a `Stream`.
  */
 export class Generations extends Effect.Service<Generations>()("turn-runner/Generations", {
   effect: Effect.gen(function*() {
     const config = yield* AppConfig
-    const model = yield* LanguageModel.LanguageModel
-    const info = yield* ModelInfo
+    const model = yield* ChatModel
     const repo = yield* GenerationsRepo
     const writeBehind = yield* WriteBehind
 
-    /** `DELTA_COALESCE_MS` (spec 30): chunks that arrive within one window leave as one delta. */
-    const coalesce = (events: Stream.Stream<GenerationEvent, GenerationFailed>) =>
-      config.deltaCoalesceMs <= 0 ? events : events.pipe(
-        Stream.groupedWithin(Number.MAX_SAFE_INTEGER, Duration.millis(config.deltaCoalesceMs)),
-        Stream.mapConcat((group) => {
-          const merged: Array<GenerationEvent> = []
-          for (const event of group) {
-            const last = merged[merged.length - 1]
-            if (event._tag === "Delta" && last?._tag === "Delta") merged[merged.length - 1] = { _tag: "Delta", content: last.content + event.content }
-            else merged.push(event)
-          }
-          return merged
-        })
-      )
-
-    const generate = (request: GenerateRequest): Stream.Stream<GenerationEvent, GenerationFailed> =>
-      Stream.unwrapScoped(Effect.gen(function*() {
+    const run = (request: GenerateRequest, sink: GenerationSink): Effect.Effect<void, GenerationFailed> =>
+      Effect.gen(function*() {
         const generationId = yield* makeId<GenerationId>()
         const interruption = yield* InterruptionCause
-        const modelName = typeof request.settings.model === "string" ? request.settings.model : info.model
+        const clock = yield* Effect.clock
+        const modelName = typeof request.settings.model === "string" ? request.settings.model : model.model
         let text = ""
         let flushedLength = 0
-        let finished: Extract<GenerationEvent, { _tag: "Finished" }> | undefined
+        let finished: { readonly finishReason: string | null; readonly usage: Usage | null } | undefined
 
         // The text is written behind, once per interval; counted as written only once it is.
         const pendingText: PendingWrites = (batch) => {
@@ -109,7 +92,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
               chatId: request.chatId,
               assistantMessageId: request.assistantMessageId,
               variantId: request.variantId,
-              provider: info.provider,
+              provider: model.provider,
               model: modelName,
               params: request.settings,
               promptHash: sha256Of(request.prompt),
@@ -120,81 +103,89 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         )
         // Released before `close` (finalizers run in reverse), so the last write is close's own.
         yield* writeBehind.register(pendingText)
+        sink.started({ generationId, provider: model.provider, model: modelName })
 
-        // The model's stream is read by a fiber of its own into a mailbox that the consumer
-        // drains, so a silence can fail it from outside (a timeout per pull would cost two fibers
-        // per token) and whatever piled up leaves together.
-        const answer = yield* Mailbox.make<GenerationEvent, GenerationFailed>()
-        const started: GenerationEvent = { _tag: "Started", generationId, provider: info.provider, model: modelName }
-        // Without coalescing the first event goes through the mailbox too, which saves a stage.
-        if (config.deltaCoalesceMs <= 0) yield* answer.offer(started)
-        const clock = yield* Effect.clock
-        let lastHeardAt = clock.unsafeCurrentTimeMillis()
-        yield* model.streamText({ prompt: toPrompt(request.prompt) }).pipe(
-          Stream.provideService(GenerationSettings, request.settings),
-          Stream.runForEachChunk((parts) => {
-            lastHeardAt = clock.unsafeCurrentTimeMillis()
-            const events: Array<GenerationEvent> = []
-            for (const part of parts) {
-              if (part.type === "text-delta") {
-                if (part.delta.length > 0) events.push({ _tag: "Delta", content: part.delta })
-              } else if (part.type === "finish") {
-                events.push({
-                  _tag: "Finished",
-                  finishReason: part.reason,
-                  usage: part.usage.inputTokens === undefined && part.usage.outputTokens === undefined
-                    ? null
-                    : { promptTokens: part.usage.inputTokens ?? 0, completionTokens: part.usage.outputTokens ?? 0 }
-                })
-              }
+        // Text counts as it leaves, so the variant holds exactly what was streamed.
+        const emit = (content: string) => {
+          text += content
+          sink.delta(content)
+        }
+        // DELTA_COALESCE_MS (spec 30): chunks that arrive within one window leave as one delta.
+        let held = ""
+        const window = yield* Effect.makeLatch(false)
+        if (config.deltaCoalesceMs > 0) {
+          yield* Effect.gen(function*() {
+            while (true) {
+              yield* window.await
+              yield* Effect.sleep(config.deltaCoalesceMs)
+              window.unsafeClose()
+              const content = held
+              held = ""
+              if (content !== "") emit(content)
             }
-            return events.length === 0 ? Effect.void : answer.offerAll(events)
-          }),
-          Effect.mapError((error: AiError.AiError) => new GenerationFailed(failureOf(error))),
-          Mailbox.into(answer),
-          Effect.forkScoped
-        )
+          }).pipe(Effect.forkScoped)
+        }
+
+        let lastHeardAt = clock.unsafeCurrentTimeMillis()
+        const answer = model.stream(request.prompt, request.settings, {
+          heard: () => {
+            lastHeardAt = clock.unsafeCurrentTimeMillis()
+          },
+          delta: (content) => {
+            lastHeardAt = clock.unsafeCurrentTimeMillis()
+            if (config.deltaCoalesceMs <= 0) return emit(content)
+            if (held === "") window.unsafeOpen()
+            held += content
+          },
+          finish: (finishReason, usage) => {
+            lastHeardAt = clock.unsafeCurrentTimeMillis()
+            if (held !== "") {
+              emit(held)
+              held = ""
+            }
+            finished = { finishReason, usage }
+            sink.finished(finishReason, usage)
+          }
+        })
         // LLM_IDLE_TIMEOUT_MS: one watchdog per generation, waking when the silence could be over.
-        yield* Effect.gen(function*() {
+        const silence = Effect.gen(function*() {
           while (true) {
             const silentMs = clock.unsafeCurrentTimeMillis() - lastHeardAt
             if (silentMs >= config.llmIdleTimeoutMs) {
-              return yield* answer.fail(
-                new GenerationFailed({ code: "upstream_timeout", message: `no answer from the model for ${config.llmIdleTimeoutMs} ms` })
-              )
+              return yield* new GenerationFailed({ code: "upstream_timeout", message: `no answer from the model for ${config.llmIdleTimeoutMs} ms` })
             }
             yield* Effect.sleep(config.llmIdleTimeoutMs - silentMs)
           }
-        }).pipe(Effect.forkScoped)
+        })
+        yield* Effect.raceFirst(answer, silence)
+      }).pipe(Effect.scoped)
 
-        // Text and finish count as they leave, so the variant holds exactly what was streamed and a
-        // consumer that stopped reading before the finish cut the answer short.
-        const events = config.deltaCoalesceMs <= 0
-          ? Mailbox.toStream(answer)
-          : Stream.concat(Stream.make(started), coalesce(Mailbox.toStream(answer)))
-        return events.pipe(Stream.mapChunks((events) => {
-          for (const event of events) {
-            if (event._tag === "Delta") text += event.content
-            else if (event._tag === "Finished") finished = event
-          }
-          return events
-        }))
+    /** The same generation as a `Stream`: for programs that consume it as values. */
+    const generate = (request: GenerateRequest): Stream.Stream<GenerationEvent, GenerationFailed> =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const events = yield* Mailbox.make<GenerationEvent, GenerationFailed>()
+        yield* run(request, {
+          started: (generation) => events.unsafeOffer({ _tag: "Started", ...generation }),
+          delta: (content) => events.unsafeOffer({ _tag: "Delta", content }),
+          finished: (finishReason, usage) => events.unsafeOffer({ _tag: "Finished", finishReason, usage })
+        }).pipe(Mailbox.into(events), Effect.forkScoped)
+        return Mailbox.toStream(events)
       }))
 
-    return { generate } as const
+    return { run, generate } as const
   }),
   dependencies: [GenerationsRepo.Default, WriteBehind.Default]
 }) {}
 
 const outcomeOf = (
   exit: Exit.Exit<unknown, unknown>,
-  finished: Extract<GenerationEvent, { _tag: "Finished" }> | undefined,
+  finished: { readonly finishReason: string | null; readonly usage: Usage | null } | undefined,
   interruptedBecause: ErrorInfo | undefined,
   finishedAt: Date
 ): GenerationOutcome => {
   const base = { finishReason: finished?.finishReason ?? null, usage: finished?.usage ?? null, finishedAt }
   if (Exit.isSuccess(exit)) {
-    // A consumer that stopped reading before the model finished cut the answer short.
+    // A model that stopped without saying it finished cut the answer short.
     return finished ? { ...base, status: "done", error: null } : { ...base, status: "aborted", error: abortedInfo }
   }
   if (Cause.isInterruptedOnly(exit.cause)) {

@@ -4,26 +4,8 @@ import type { ErrorInfo } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
 import { Run, RunSnapshot, StepRun } from "../domain/Run.ts"
 import type { AbortReason, RunStatus, StepStatus, Trigger } from "../domain/Run.ts"
-import type { RunEvent } from "../domain/RunEvent.ts"
 import { generationColumns, generationFromRow } from "./GenerationsRepo.ts"
 import type { GenerationRow } from "./GenerationsRepo.ts"
-
-export interface NewRun {
-  readonly id: RunId
-  readonly chatId: ChatId
-  readonly pipelineId: string
-  readonly pipelineName: string
-  readonly trigger: Trigger
-  readonly idempotencyKey: string
-  readonly requestFingerprint: string
-  readonly userMessageId: MessageId | null
-  readonly assistantMessageId: MessageId
-  readonly assistantVariantId: VariantId
-  readonly settings: Readonly<Record<string, unknown>>
-  readonly ownerInstance: string
-  readonly leaseExpiresAt: Date
-  readonly startedAt: Date
-}
 
 export interface RunOutcome {
   readonly status: Exclude<RunStatus, "running">
@@ -95,27 +77,6 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    /** Fails with the `SqlError` of a violated constraint: the caller settles races from it. */
-    const insert = (run: NewRun) =>
-      sql`INSERT INTO pipeline_runs (id, chat_id, pipeline_id, pipeline_name, trigger, status, idempotency_key,
-                                     request_fingerprint, user_message_id, assistant_message_id, assistant_variant_id,
-                                     settings, owner_instance, lease_expires_at, started_at)
-          VALUES (${run.id}, ${run.chatId}, ${run.pipelineId}, ${run.pipelineName}, ${run.trigger}, 'running',
-                  ${run.idempotencyKey}, ${run.requestFingerprint}, ${run.userMessageId}, ${run.assistantMessageId},
-                  ${run.assistantVariantId}, ${JSON.stringify(run.settings)}::jsonb, ${run.ownerInstance},
-                  ${run.leaseExpiresAt}, ${run.startedAt})`.pipe(Effect.asVoid)
-
-    const findByKey = (chatId: ChatId, idempotencyKey: string) =>
-      sql<{ readonly id: RunId; readonly fingerprint: string }>`
-        SELECT id, request_fingerprint AS fingerprint FROM pipeline_runs
-        WHERE chat_id = ${chatId} AND idempotency_key = ${idempotencyKey}`.pipe(Effect.map(Arr.head), Effect.orDie)
-
-    const findRunning = (chatId: ChatId) =>
-      sql<{ readonly id: RunId }>`SELECT id FROM pipeline_runs WHERE chat_id = ${chatId} AND status = 'running'`.pipe(
-        Effect.map((rows) => Option.map(Arr.head(rows), (row) => row.id)),
-        Effect.orDie
-      )
-
     /** Closes a running run; one already closed (by a sweeper, say) stays as it is. */
     const finish = (runId: RunId, outcome: RunOutcome) =>
       sql`UPDATE pipeline_runs
@@ -145,18 +106,6 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
               finished_at = ${outcome.finishedAt}
           WHERE id = ${id} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
 
-    /** One multi-row insert per batch: journal writes grow with time, not with tokens. */
-    /** Journal rows of any runs in one statement; a row already written (a write repeated) is kept. */
-    const appendEvents = (rows: ReadonlyArray<{ readonly runId: RunId; readonly entry: { readonly event: RunEvent; readonly json: string } }>) =>
-      rows.length === 0 ? Effect.void : sql`INSERT INTO pipeline_run_events ${
-        sql.insert(rows.map(({ entry: { event, json }, runId }) => ({ run_id: runId, seq: event.seq, type: event.type, at: new Date(event.at), payload: json })))
-      } ON CONFLICT (run_id, seq) DO NOTHING`.pipe(Effect.asVoid, Effect.orDie)
-
-    const readEvents = (runId: RunId, afterSeq: number, upToSeq = 2_147_483_647) =>
-      sql<{ readonly payload: RunEvent }>`SELECT payload FROM pipeline_run_events
-                                          WHERE run_id = ${runId} AND seq > ${afterSeq} AND seq <= ${upToSeq}
-                                          ORDER BY seq`.pipe(Effect.map((rows) => rows.map((row) => row.payload)), Effect.orDie)
-
     /**
      * Extends the leases of the given live runs (one statement for all). Only live ones: a run
      * whose finalization failed must let its lease lapse so that the sweeper closes it.
@@ -164,15 +113,6 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
     const renewLeases = (runIds: ReadonlyArray<RunId>, leaseExpiresAt: Date) =>
       runIds.length === 0 ? Effect.void : sql`UPDATE pipeline_runs SET lease_expires_at = ${leaseExpiresAt}
           WHERE id IN ${sql.in(runIds)} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
-
-    /** The `seq` of the run's journaled terminal event, once there is one. */
-    const terminalSeq = (runId: RunId) =>
-      sql<{ readonly seq: number }>`SELECT seq FROM pipeline_run_events
-                                    WHERE run_id = ${runId}
-                                      AND type IN ('pipeline.run.done', 'pipeline.run.aborted', 'pipeline.run.error')`.pipe(
-        Effect.map((rows) => Option.map(Arr.head(rows), (row) => row.seq)),
-        Effect.orDie
-      )
 
     const find = (runId: RunId) =>
       sql<RunRow>`SELECT ${sql.literal(runColumns)} FROM pipeline_runs r WHERE r.id = ${runId}`.pipe(
@@ -216,16 +156,10 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
       )
 
     return {
-      insert,
-      findByKey,
-      findRunning,
       finish,
       insertStep,
       finishStep,
-      appendEvents,
-      readEvents,
       renewLeases,
-      terminalSeq,
       find,
       snapshot,
       listForChat,

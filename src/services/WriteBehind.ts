@@ -1,13 +1,13 @@
 import { Duration, Effect, Schedule } from "effect"
 import type { RunId, VariantId } from "../domain/Ids.ts"
+import type { EventRecord } from "../domain/RunEventJson.ts"
 import { AppConfig } from "./AppConfig.ts"
 import { ChatsRepo } from "./ChatsRepo.ts"
-import type { JournalEntry } from "./runner/EventLog.ts"
-import { RunsRepo } from "./RunsRepo.ts"
+import { Journal } from "./journal/Journal.ts"
 
 /** What one write carries: journal entries of any runs, and the latest text of any variants. */
 export interface Batch {
-  readonly events: Array<{ readonly runId: RunId; readonly entry: JournalEntry }>
+  readonly events: Array<{ readonly runId: RunId; readonly record: EventRecord }>
   readonly texts: Map<VariantId, string>
 }
 
@@ -28,7 +28,7 @@ export type PendingWrites = (batch: Batch) => (() => void) | undefined
 export class WriteBehind extends Effect.Service<WriteBehind>()("turn-runner/WriteBehind", {
   scoped: Effect.gen(function*() {
     const config = yield* AppConfig
-    const runs = yield* RunsRepo
+    const journal = yield* Journal
     const chats = yield* ChatsRepo
     const sources = new Set<PendingWrites>()
     const writing = yield* Effect.makeSemaphore(1)
@@ -44,7 +44,7 @@ export class WriteBehind extends Effect.Service<WriteBehind>()("turn-runner/Writ
         if (written.length === 0) return Effect.void
         // Uninterruptible: a write cut off mid-way may still commit, and would then be repeated.
         return Effect.uninterruptible(
-          Effect.all([runs.appendEvents(batch.events), chats.setVariantContents(batch.texts)], { concurrency: 2, discard: true }).pipe(
+          Effect.all([journal.append(batch.events), chats.setVariantContents(batch.texts)], { concurrency: 2, discard: true }).pipe(
             Effect.zipRight(Effect.sync(() => {
               for (const done of written) done()
             }))
@@ -67,5 +67,5 @@ export class WriteBehind extends Effect.Service<WriteBehind>()("turn-runner/Writ
       writeNow: (source: PendingWrites) => write([source])
     } as const
   }),
-  dependencies: [RunsRepo.Default, ChatsRepo.Default]
+  dependencies: [Journal.Default, ChatsRepo.Default]
 }) {}

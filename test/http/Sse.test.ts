@@ -2,7 +2,8 @@ import { HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Clock, Deferred, Effect, Fiber, Option, Stream, TestClock } from "effect"
-import { encodeEvent, keepAlive, type SseEvent, sseResponse, toSseBody } from "../../src/http/Sse.ts"
+import { encodeEvent, keepAlive, type SseEvent, sseResponse } from "../../src/http/Sse.ts"
+import * as Feed from "../../src/services/runner/Feed.ts"
 import { collectEvents, openSse, parseSse, type SseFrame, type SseMessage } from "../support/SseClient.ts"
 
 const event = (id: number): SseEvent => ({ id, event: "llm.stream.delta", data: JSON.stringify({ seq: id }) })
@@ -21,6 +22,22 @@ const timeline = (body: Stream.Stream<Uint8Array>) =>
   )
 
 const encoder = new TextEncoder()
+
+/**
+ * An SSE body as the run's followers build it: frames fed from outside (here from `events`) into a
+ * `Feed` whose heartbeat is the keep-alive comment.
+ */
+const toSseBody = <E>(events: Stream.Stream<SseEvent, E>, options: { readonly keepAliveMs: number }) =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const feed = yield* Feed.make({ heartbeat: { everyMs: options.keepAliveMs, value: keepAlive } })
+    const failed = yield* Deferred.make<never, E>()
+    yield* events.pipe(
+      Stream.runForEach((event) => Effect.sync(() => feed.offer(encodeEvent(event)))),
+      Effect.matchCauseEffect({ onSuccess: () => Effect.sync(feed.end), onFailure: (cause) => Deferred.failCause(failed, cause) }),
+      Effect.forkScoped
+    )
+    return Stream.merge(feed.stream, Stream.fromEffect(Deferred.await(failed)), { haltStrategy: "either" })
+  })).pipe(Stream.map((text) => encoder.encode(text)))
 
 /** Parses the given network chunks and drops `receivedAt`, which depends on real time. */
 const parse = (...chunks: ReadonlyArray<string | Uint8Array>) =>
@@ -49,7 +66,7 @@ describe("encodeEvent", () => {
   })
 })
 
-describe("toSseBody", () => {
+describe("an SSE body fed to a Feed with a keep-alive heartbeat", () => {
   it.effect("frames the events and ends when they end", () =>
     Effect.gen(function*() {
       const text = yield* toSseBody(Stream.make(event(1), event(2)), { keepAliveMs: 15_000 }).pipe(

@@ -43,12 +43,12 @@ layer(Embedded, { timeout: 60_000, excludeTestServices: true })("embedding the r
         abortOnDisconnect: false
       })
       const events = Chunk.toArray(yield* Stream.runCollect(yield* (yield* Runs).events(started.runId, 0)))
-      expect(events.at(-1)?.event.type).toBe("pipeline.run.done")
-      expect(events[1]?.event).toMatchObject({ type: "pipeline.step.started", stepType: "pre", label: "Summoning the pirate" })
+      expect(events.at(-1)?.type).toBe("pipeline.run.done")
+      expect(events[1]).toMatchObject({ type: "pipeline.step.started", stepType: "pre", label: "Summoning the pirate" })
       const snapshot = yield* (yield* Runs).snapshot(started.runId)
       expect(snapshot.steps[0]).toMatchObject({ stepType: "pre", status: "done", output: { persona: "pirate" } })
       // The model saw the custom prompt: the local model quotes the last user message.
-      const text = events.flatMap(({ event }) => event.type === "llm.stream.delta" ? [event.content] : []).join("")
+      const text = events.flatMap((event) => event.type === "llm.stream.delta" ? [event.content] : []).join("")
       expect(text).toContain(`Run ${started.runId}`)
     }))
 })

@@ -3,7 +3,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Layer, TestClock } from "effect"
 import type { VariantId } from "../../src/domain/Ids.ts"
 import { ChatsRepo } from "../../src/services/ChatsRepo.ts"
-import { RunsRepo } from "../../src/services/RunsRepo.ts"
+import { Journal } from "../../src/services/journal/Journal.ts"
 import type { PendingWrites } from "../../src/services/WriteBehind.ts"
 import { WriteBehind } from "../../src/services/WriteBehind.ts"
 import { seedChat } from "../support/Fixtures.ts"
@@ -11,7 +11,7 @@ import { pglite } from "../support/TestDatabase.ts"
 import { testConfig } from "../support/TestConfig.ts"
 
 const writeBehind = WriteBehind.DefaultWithoutDependencies.pipe(
-  Layer.provideMerge(Layer.merge(ChatsRepo.Default, RunsRepo.Default)),
+  Layer.provideMerge(Layer.merge(ChatsRepo.Default, Journal.Default)),
   Layer.provide(testConfig({ flushIntervalMs: 250 })),
   Layer.provideMerge(pglite.layer)
 )

@@ -17,7 +17,7 @@ export const checkInvariants = Effect.gen(function*() {
   const runs = yield* sql<Row>`SELECT * FROM pipeline_runs`
   const steps = yield* sql<Row>`SELECT * FROM pipeline_step_runs ORDER BY position`
   const generations = yield* sql<Row>`SELECT * FROM llm_generations`
-  const events = yield* sql<Row>`SELECT run_id, seq, type, payload FROM pipeline_run_events ORDER BY run_id, seq`
+  const events = yield* sql<Row>`SELECT run_id, seq, type, data FROM pipeline_run_events ORDER BY run_id, seq`
   const variants = yield* sql<Row>`SELECT id, content FROM message_variants`
 
   // 1 and 2: one run per (chat, key), one running run per chat.
@@ -97,7 +97,7 @@ export const checkInvariants = Effect.gen(function*() {
     // process may have flushed text whose deltas it never journaled: spec 10, "Crash safety".)
     if (generation && run.error_code !== "run_interrupted") {
       const deltas = journal.filter((event) => event.type === "llm.stream.delta")
-        .map((event) => (event.payload as { readonly content: string }).content).join("")
+        .map((event) => String(event.data)).join("")
       const variant = variants.find((v) => v.id === generation.variant_id)
       const normalized = deltas.replace(/\r\n/g, "\n").trimEnd()
       expect([deltas, normalized], `${label}: variant text`).toContain(variant?.content)

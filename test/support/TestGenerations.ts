@@ -1,15 +1,14 @@
-import type { LanguageModel } from "@effect/ai"
-import { NodeHttpClient } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Redacted } from "effect"
 import type { AppConfigShape } from "../../src/services/AppConfig.ts"
 import { ChatsRepo } from "../../src/services/ChatsRepo.ts"
 import { Generations } from "../../src/services/Generations.ts"
 import { GenerationsRepo } from "../../src/services/GenerationsRepo.ts"
-import type { ModelInfo } from "../../src/services/llm/LanguageModelLive.ts"
+import type { ChatModel } from "../../src/services/llm/ChatModel.ts"
 import { provide } from "../../src/services/llm/LanguageModelLive.ts"
 import * as LocalModel from "../../src/services/llm/LocalModel.ts"
 import * as OpenAiChatModel from "../../src/services/llm/OpenAiChatModel.ts"
+import { Journal } from "../../src/services/journal/Journal.ts"
 import { RunsRepo } from "../../src/services/RunsRepo.ts"
 import { WriteBehind } from "../../src/services/WriteBehind.ts"
 import { testConfig } from "./TestConfig.ts"
@@ -17,24 +16,21 @@ import { testConfig } from "./TestConfig.ts"
 export const localModel = provide({ provider: "local", model: "local-echo" }, LocalModel.layer({ model: "local-echo" }))
 
 export const openAiModel = (baseUrl: string, options: { readonly apiKey?: string; readonly model?: string } = {}) =>
-  provide(
-    { provider: "openai", model: options.model ?? "fake-model" },
-    OpenAiChatModel.layer({
-      baseUrl,
-      apiKey: options.apiKey === undefined ? undefined : Redacted.make(options.apiKey),
-      model: options.model ?? "fake-model"
-    }).pipe(Layer.provide(NodeHttpClient.layerUndici))
-  )
+  OpenAiChatModel.layer({
+    baseUrl,
+    apiKey: options.apiKey === undefined ? undefined : Redacted.make(options.apiKey),
+    model: options.model ?? "fake-model"
+  })
 
 /** The generation service over the test's database, with the given model and settings. */
 export const generationsLayer = <R = SqlClient.SqlClient>(
-  model: Layer.Layer<LanguageModel.LanguageModel | ModelInfo>,
+  model: Layer.Layer<ChatModel>,
   overrides: Partial<AppConfigShape> = {},
   chats: Layer.Layer<ChatsRepo, never, R> = ChatsRepo.Default as Layer.Layer<ChatsRepo, never, R>
 ) =>
   Generations.DefaultWithoutDependencies.pipe(
     Layer.provideMerge(WriteBehind.DefaultWithoutDependencies),
-    Layer.provideMerge(Layer.mergeAll(GenerationsRepo.Default, RunsRepo.Default, chats)),
+    Layer.provideMerge(Layer.mergeAll(GenerationsRepo.Default, RunsRepo.Default, Journal.Default, chats)),
     Layer.provide(model),
     Layer.provide(testConfig(overrides))
   )

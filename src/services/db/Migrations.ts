@@ -1,10 +1,12 @@
 import { Migrator } from "@effect/sql"
 import { Effect, Layer, Schedule } from "effect"
 import initial from "./migrations/0001_initial.ts"
+import compactJournal from "./migrations/0002_compact_journal.ts"
 
 /** Versioned migrations, applied in order at start-up; a new one is a new entry here. */
 const loader = Migrator.fromRecord({
-  "0001_initial": initial
+  "0001_initial": initial,
+  "0002_compact_journal": compactJournal
 })
 
 /**

@@ -1,38 +1,25 @@
 import { AiError, LanguageModel } from "@effect/ai"
 import type { Prompt, Response } from "@effect/ai"
-import { Headers, HttpClient, HttpClientRequest } from "@effect/platform"
-import type { HttpClientError, HttpClientResponse } from "@effect/platform"
-import { Effect, Layer, Option, Record as Rec, Redacted, Stream } from "effect"
-import { decodeStream } from "./ChatCompletionsStream.ts"
+import { DateTime, Effect, Layer, Mailbox, Option, Stream } from "effect"
+import type { Redacted } from "effect"
+import * as ChatCompletions from "./ChatCompletions.ts"
+import type { ChatMessage } from "./ChatCompletions.ts"
+import { ChatModel, generationFailed, toPrompt } from "./ChatModel.ts"
 import { GenerationSettings } from "./GenerationSettings.ts"
-import { providerMessageOf } from "./LlmFailure.ts"
 
 /**
- * The `openai` provider (spec 90): a `LanguageModel` over the Chat Completions streaming protocol
- * that vLLM, llama.cpp, Ollama, OpenRouter and OpenAI share. `@effect/ai-openai` only speaks the
- * Responses API, and its `streamRequest` skips events it cannot decode, which would turn a
- * protocol mismatch into an empty answer; hence a plain `HttpClient` and our own decoding.
+ * The `openai` provider (spec 90): the Chat Completions streaming protocol that vLLM, llama.cpp,
+ * Ollama, OpenRouter and OpenAI share (`@effect/ai-openai` only speaks the Responses API). `layer`
+ * is the generation's `ChatModel`, reading the socket straight into the run; `languageModel` is
+ * the same protocol as an `@effect/ai` `LanguageModel`, for programs that want one.
  */
 
 const module = "OpenAiChatModel"
 
-const collect = (parts: Iterable<Response.StreamPartEncoded>): Array<Response.PartEncoded> => {
-  const content: Array<Response.PartEncoded> = []
-  let text: string | undefined
-  for (const part of parts) {
-    if (part.type === "text-delta") text = (text ?? "") + part.delta
-    else if (part.type === "response-metadata") content.push(part)
-    else if (part.type === "finish") {
-      if (text !== undefined) content.push({ type: "text", text })
-      content.push(part)
-    }
-  }
-  return content
-}
-
-interface ChatMessage {
-  readonly role: "system" | "user" | "assistant"
-  readonly content: string
+export interface Options {
+  readonly baseUrl: string
+  readonly apiKey: Redacted.Redacted | undefined
+  readonly model: string
 }
 
 /** Only text is supported: other parts fail loudly instead of vanishing from the prompt. */
@@ -51,109 +38,107 @@ const toMessages = (prompt: Prompt.Prompt): Effect.Effect<Array<ChatMessage>, Ai
 const unsupported = (what: string) =>
   new AiError.MalformedInput({ module, method: "toMessages", description: `${what} are not supported by the Chat Completions text adapter` })
 
-/** Error details never carry the key: credential headers are replaced, not just marked. */
-const headerNames = ["authorization", "x-api-key", "cookie", "set-cookie"]
-const safeHeaders = (headers: Headers.Headers) =>
-  Rec.map(Headers.redact(headers, headerNames), (value) => Redacted.isRedacted(value) ? "<redacted>" : value)
-
-const requestDetails = (request: HttpClientRequest.HttpClientRequest) => ({
-  method: request.method,
-  url: request.url,
-  urlParams: [],
-  hash: Option.none(),
-  headers: safeHeaders(request.headers)
-})
-
-const describe = (cause: unknown): string | undefined => {
-  if (!(cause instanceof Error)) return undefined
-  const code = "code" in cause && typeof cause.code === "string" ? cause.code : undefined
-  // Node reports a refused "localhost" as an AggregateError with a code and an empty message.
-  return [code, cause.message].filter((s) => s !== undefined && s !== "").join(": ") || cause.name
+/** The request body: `settings` passed through, `model` from settings or configuration, usage asked for. */
+const bodyOf = (options: Options, settings: Readonly<Record<string, unknown>>, messages: ReadonlyArray<ChatMessage>) => {
+  const { stream_options, ...rest } = settings
+  return {
+    ...rest,
+    model: typeof settings.model === "string" ? settings.model : options.model,
+    // Usage arrives only on request; `stream_options: null` drops it for servers that reject it.
+    ...(stream_options === null ? {} : { stream_options: stream_options ?? { include_usage: true } }),
+    messages,
+    stream: true
+  }
 }
 
-export const layer = (options: {
-  readonly baseUrl: string
-  readonly apiKey: Redacted.Redacted | undefined
-  readonly model: string
-}): Layer.Layer<LanguageModel.LanguageModel, never, HttpClient.HttpClient> =>
+/** The generation's model over Chat Completions. */
+export const layer = (options: Options): Layer.Layer<ChatModel> =>
+  Layer.sync(ChatModel, () => {
+    const client = ChatCompletions.make(options)
+    return ChatModel.of({
+      provider: "openai",
+      model: options.model,
+      stream: (prompt, settings, sink) =>
+        toMessages(toPrompt(prompt)).pipe(
+          Effect.flatMap((messages) =>
+            client.stream(bodyOf(options, settings, messages), {
+              metadata: sink.heard,
+              delta: sink.delta,
+              finish: (reason, usage) =>
+                sink.finish(
+                  ChatCompletions.finishReasonOf(reason),
+                  usage === null ? null : { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }
+                )
+            })
+          ),
+          Effect.mapError(generationFailed)
+        )
+    })
+  })
+
+/** Chat Completions has one text channel per choice, so one fixed text part id suffices. */
+const textId = "0"
+
+/** The same protocol as an `@effect/ai` `LanguageModel`; `GenerationSettings` are passed through. */
+export const languageModel = (options: Options): Layer.Layer<LanguageModel.LanguageModel> =>
   Layer.effect(
     LanguageModel.LanguageModel,
-    Effect.gen(function*() {
-      const apiKey = options.apiKey
-      const client = (yield* HttpClient.HttpClient).pipe(
-        HttpClient.mapRequest((request) =>
-          request.pipe(
-            HttpClientRequest.prependUrl(options.baseUrl),
-            HttpClientRequest.setHeader("accept", "text/event-stream"),
-            (request) => apiKey === undefined ? request : HttpClientRequest.bearerToken(request, apiKey)
-          )
-        )
-      )
-
-      /** Providers may echo what they received; the key must not travel on in an error. */
-      const scrub = (text: string) =>
-        apiKey === undefined || Redacted.value(apiKey) === "" ? text : text.replaceAll(Redacted.value(apiKey), "<redacted>")
-
-      const fromClientError = (error: HttpClientError.HttpClientError): AiError.AiError =>
-        error._tag === "RequestError"
-          ? new AiError.HttpRequestError({
-            module,
-            method: "streamText",
-            reason: error.reason,
-            request: requestDetails(error.request),
-            description: scrub(describe(error.cause) ?? "transport error")
-          })
-          : new AiError.HttpResponseError({
-            module,
-            method: "streamText",
-            reason: error.reason,
-            request: requestDetails(error.request),
-            response: { status: error.response.status, headers: safeHeaders(error.response.headers) },
-            description: `the response stream broke off: ${scrub(describe(error.cause) ?? error.reason)}`
-          })
-
-      const statusError = (response: HttpClientResponse.HttpClientResponse) =>
-        response.text.pipe(
-          // An unreadable error body still leaves the status to report.
-          Effect.orElseSucceed(() => ""),
-          Effect.flatMap((text) => {
-            const body = scrub(text).slice(0, 4096)
-            return new AiError.HttpResponseError({
-              module,
-              method: "streamText",
-              reason: "StatusCode",
-              request: requestDetails(response.request),
-              response: { status: response.status, headers: safeHeaders(response.headers) },
-              body,
-              description: providerMessageOf(body) ?? (body.trim() === "" ? "no details" : body.trim())
-            })
-          })
-        )
+    Effect.suspend(() => {
+      const client = ChatCompletions.make(options)
 
       const streamText = (providerOptions: LanguageModel.ProviderOptions) =>
         Effect.gen(function*() {
           const settings = yield* GenerationSettings
           const messages = yield* toMessages(providerOptions.prompt)
-          const { stream_options, ...rest } = settings
-          const body = {
-            ...rest,
-            model: typeof settings.model === "string" ? settings.model : options.model,
-            // Usage arrives only on request; `stream_options: null` drops it for servers that reject it.
-            ...(stream_options === null ? {} : { stream_options: stream_options ?? { include_usage: true } }),
-            messages,
-            stream: true
-          }
-          const request = HttpClientRequest.post("/chat/completions").pipe(HttpClientRequest.bodyUnsafeJson(body))
-          const response = yield* Effect.mapError(client.execute(request), fromClientError)
-          if (response.status >= 400) return yield* statusError(response)
-          // Ending or interrupting this stream aborts the request, which closes the socket.
-          return response.stream.pipe(Stream.pipeThroughChannel(decodeStream(fromClientError, scrub)))
-        }).pipe(Stream.unwrap)
+          const parts = yield* Mailbox.make<Response.StreamPartEncoded, AiError.AiError>()
+          let textOpen = false
+          yield* client.stream(bodyOf(options, settings, messages), {
+            metadata: (chunk) =>
+              parts.unsafeOffer({
+                type: "response-metadata",
+                id: chunk.id,
+                modelId: chunk.model,
+                timestamp: chunk.created === undefined
+                  ? undefined
+                  : Option.getOrUndefined(Option.map(DateTime.make(chunk.created * 1000), DateTime.formatIso))
+              }),
+            delta: (delta) => {
+              if (!textOpen) parts.unsafeOffer({ type: "text-start", id: textId })
+              textOpen = true
+              parts.unsafeOffer({ type: "text-delta", id: textId, delta })
+            },
+            finish: (reason, usage) => {
+              if (textOpen) parts.unsafeOffer({ type: "text-end", id: textId })
+              parts.unsafeOffer({
+                type: "finish",
+                reason: ChatCompletions.finishReasonOf(reason),
+                usage: {
+                  inputTokens: usage?.prompt_tokens,
+                  outputTokens: usage?.completion_tokens,
+                  totalTokens: usage === null ? undefined : usage.total_tokens ?? usage.prompt_tokens + usage.completion_tokens
+                }
+              })
+            }
+          }).pipe(Mailbox.into(parts), Effect.forkScoped)
+          return Mailbox.toStream(parts)
+        }).pipe(Stream.unwrapScoped)
 
       // One protocol path: the whole answer is the folded stream.
       const generateText = (providerOptions: LanguageModel.ProviderOptions) =>
-        Stream.runCollect(streamText(providerOptions)).pipe(Effect.map(collect))
+        Stream.runCollect(streamText(providerOptions)).pipe(Effect.map((parts) => {
+          const content: Array<Response.PartEncoded> = []
+          let text: string | undefined
+          for (const part of parts) {
+            if (part.type === "text-delta") text = (text ?? "") + part.delta
+            else if (part.type === "response-metadata") content.push(part)
+            else if (part.type === "finish") {
+              if (text !== undefined) content.push({ type: "text", text })
+              content.push(part)
+            }
+          }
+          return content
+        }))
 
-      return yield* LanguageModel.make({ streamText, generateText })
+      return LanguageModel.make({ streamText, generateText })
     })
   )

@@ -1,14 +1,10 @@
-import { Clock, Effect } from "effect"
-import type { Scope } from "effect"
-import type { GenerationId } from "../../domain/Ids.ts"
-import type { Envelope, RunEvent, RunEventBody, StepRef } from "../../domain/RunEvent.ts"
+import type { Clock } from "effect"
+import type { GenerationId, RunId } from "../../domain/Ids.ts"
+import type { Envelope, RunEventBody, StepRef } from "../../domain/RunEvent.ts"
+import type { EventRecord } from "../../domain/RunEventJson.ts"
+import { dataOf, RunEventJson } from "../../domain/RunEventJson.ts"
+import type { JournalEntry } from "../journal/Journal.ts"
 import type { PendingWrites } from "../WriteBehind.ts"
-
-export interface JournalEntry {
-  readonly event: RunEvent
-  /** Encoded once, for the journal and every SSE consumer alike. */
-  readonly json: string
-}
 
 /** A subscriber of a live run: called synchronously with each batch of new events, in order. */
 export type Subscriber = (entries: ReadonlyArray<JournalEntry>) => void
@@ -19,70 +15,83 @@ export interface Subscription {
   readonly journaledSeq: number
   /** Emitted but not yet known to be journaled, oldest first; what is emitted later goes to the subscriber. */
   readonly pending: ReadonlyArray<JournalEntry>
+  readonly unsubscribe: () => void
 }
 
 /**
- * The event stream of one live run (spec 60): assigns `seq` and `at`, stamps the envelope, keeps
- * the events not yet journaled (the write-behind writes them), and hands each event to every
- * subscriber. Emission is synchronous, so a subscriber that takes its `Subscription` sees each event exactly once,
- * either in `pending`, in the journal, or through its callback.
+ * The event stream of one live run (spec 60): assigns `seq` and `at`, keeps the records not yet
+ * journaled (the write-behind writes them), and hands each event's JSON to every subscriber.
+ * Emission is plain synchronous code, the per-token hot path: a delta costs a record, and one
+ * encoding when someone is listening. A subscriber that takes its `Subscription` sees each event
+ * exactly once, either in `pending`, in the journal, or through its callback.
  */
 export class EventLog {
+  readonly runId: RunId
   private seq = 0
   private journaled = 0
-  private pending: Array<JournalEntry> = []
+  private pending: Array<EventRecord> = []
   private readonly subscribers = new Set<Subscriber>()
-  private envelope: Envelope
+  private readonly json: RunEventJson
 
-  constructor(envelope: Envelope) {
-    this.envelope = envelope
+  constructor(envelope: Envelope, private readonly clock: Clock.Clock) {
+    this.runId = envelope.runId
+    this.json = new RunEventJson(envelope)
   }
 
-  /** From the generation's creation on, every event names it. */
+  /** From the next event on, every event names the generation. */
   setGeneration(generationId: GenerationId) {
-    this.envelope = { ...this.envelope, generationId }
+    this.json.setGeneration(generationId, this.seq + 1)
   }
 
-  emit(body: RunEventBody, step?: StepRef): Effect.Effect<void> {
-    return this.emitAll([body], step)
+  /** The seq the next event will have. */
+  get nextSeq() {
+    return this.seq + 1
   }
 
-  /** Several events at one instant, handed to each subscriber together. */
-  emitAll(bodies: Iterable<RunEventBody>, step?: StepRef): Effect.Effect<void> {
-    return Effect.map(Clock.currentTimeMillis, (millis) => {
-      const at = new Date(millis).toISOString()
-      const entries: Array<JournalEntry> = []
-      for (const body of bodies) entries.push(this.entryOf(body, step, at))
-      for (const entry of entries) this.pending.push(entry)
-      for (const subscriber of this.subscribers) subscriber(entries)
-    })
+  emit(body: RunEventBody, step?: StepRef) {
+    if (body.type === "llm.stream.delta") return this.delta(body.content)
+    this.append(body.type, dataOf(body, step))
   }
 
-  private entryOf(body: RunEventBody, step: StepRef | undefined, at: string): JournalEntry {
-    const { type, ...fields } = body
-    const event = { type, seq: ++this.seq, at, ...this.envelope, ...step, ...fields } as RunEvent
-    return { event, json: JSON.stringify(event) }
+  /** An `llm.stream.delta` of the `llm` step named by `deltasOf`. */
+  delta(content: string) {
+    this.append("llm.stream.delta", content)
   }
 
-  subscribe(subscriber: Subscriber): Effect.Effect<Subscription, never, Scope.Scope> {
-    return Effect.acquireRelease(
-      Effect.sync(() => {
-        this.subscribers.add(subscriber)
-        return { journaledSeq: this.journaled, pending: [...this.pending] }
-      }),
-      () => Effect.sync(() => this.subscribers.delete(subscriber))
-    )
+  /** The step every later delta belongs to. */
+  deltasOf(step: StepRef) {
+    this.json.setDeltaStep(step)
   }
 
-  /** The events not yet journaled, for the write-behind: they leave `pending` once written. */
+  private append(type: EventRecord["type"], data: string) {
+    const record: EventRecord = { seq: ++this.seq, type, at: this.clock.unsafeCurrentTimeMillis(), data }
+    this.pending.push(record)
+    if (this.subscribers.size === 0) return
+    const entries = [this.entryOf(record)]
+    for (const subscriber of this.subscribers) subscriber(entries)
+  }
+
+  private entryOf(record: EventRecord): JournalEntry {
+    return { seq: record.seq, type: record.type, json: this.json.encode(record) }
+  }
+
+  subscribe(subscriber: Subscriber): Subscription {
+    this.subscribers.add(subscriber)
+    return {
+      journaledSeq: this.journaled,
+      pending: this.pending.map((record) => this.entryOf(record)),
+      unsubscribe: () => this.subscribers.delete(subscriber)
+    }
+  }
+
+  /** The records not yet journaled, for the write-behind: they leave `pending` once written. */
   readonly pendingWrites: PendingWrites = (batch) => {
     // Events emitted while the batch is being written stay pending for the next one.
     const taken = this.pending.length
     if (taken === 0) return undefined
-    const { runId } = this.envelope
-    for (let i = 0; i < taken; i++) batch.events.push({ runId, entry: this.pending[i]! })
+    for (let i = 0; i < taken; i++) batch.events.push({ runId: this.runId, record: this.pending[i]! })
     return () => {
-      this.journaled = this.pending[taken - 1]!.event.seq
+      this.journaled = this.pending[taken - 1]!.seq
       this.pending = this.pending.slice(taken)
     }
   }

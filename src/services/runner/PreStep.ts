@@ -1,7 +1,6 @@
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer } from "effect"
 import type { PromptDraft, PromptMessage } from "../../domain/Prompt.ts"
 import { AppConfig } from "../AppConfig.ts"
-import { ChatsRepo } from "../ChatsRepo.ts"
 import { sha256Of } from "../Hashing.ts"
 import type { StepProgram } from "./RunContext.ts"
 
@@ -21,36 +20,30 @@ export const boundHistory = (history: ReadonlyArray<PromptMessage>, maxMessages:
   return kept
 }
 
-/** The built-in `pre`: the chat's system prompt, then the selected text of every earlier message. */
+/**
+ * The built-in `pre`: the chat's system prompt, then the selected text of every earlier message,
+ * within both limits. Everything it needs came with the turn's start, so it does no I/O.
+ */
 export const PreStepLive = Layer.effect(
   PreStep,
-  Effect.gen(function*() {
-    const chats = yield* ChatsRepo
-    const config = yield* AppConfig
-    return {
-      label: "Preparing context",
-      run: (context) =>
-        Effect.gen(function*() {
-          const chat = yield* Effect.flatMap(chats.findChat(context.chatId), Option.match({
-            onNone: () => Effect.dieMessage(`chat ${context.chatId} vanished during its run`),
-            onSome: Effect.succeed
-          }))
-          const history = yield* chats.historyBefore(context.chatId, context.assistantPosition)
-          const system = chat.systemPrompt ?? ""
-          const kept = boundHistory(history, config.maxPromptMessages, Math.max(0, config.maxPromptChars - system.length))
-          const draft: PromptDraft = {
-            messages: system.length > 0 ? [{ role: "system", content: system }, ...kept] : kept
+  Effect.map(AppConfig, (config) => ({
+    label: "Preparing context",
+    run: (context) =>
+      Effect.sync(() => {
+        const system = context.systemPrompt ?? ""
+        const kept = boundHistory(context.history, config.maxPromptMessages, Math.max(0, config.maxPromptChars - system.length))
+        const draft: PromptDraft = {
+          messages: system.length > 0 ? [{ role: "system", content: system }, ...kept] : kept
+        }
+        return {
+          value: draft,
+          output: {
+            messageCount: kept.length,
+            droppedMessages: context.earlierMessages + context.history.length - kept.length,
+            promptChars: draft.messages.reduce((sum, message) => sum + message.content.length, 0),
+            promptHash: sha256Of(draft)
           }
-          return {
-            value: draft,
-            output: {
-              messageCount: kept.length,
-              droppedMessages: history.length - kept.length,
-              promptChars: draft.messages.reduce((sum, message) => sum + message.content.length, 0),
-              promptHash: sha256Of(draft)
-            }
-          }
-        })
-    }
-  })
+        }
+      })
+  }))
 )

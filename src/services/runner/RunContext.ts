@@ -1,6 +1,7 @@
 import { Data } from "effect"
 import type { Effect } from "effect"
 import type { ChatId, MessageId, RunId, VariantId } from "../../domain/Ids.ts"
+import type { PromptMessage } from "../../domain/Prompt.ts"
 import type { Trigger } from "../../domain/Run.ts"
 
 /** What every step knows about the turn it serves. */
@@ -15,6 +16,15 @@ export interface RunContext {
   readonly assistantPosition: number
   readonly settings: Readonly<Record<string, unknown>>
   readonly startedAt: Date
+  /** The chat's system prompt, as the turn's start read it. */
+  readonly systemPrompt: string | null
+  /**
+   * The selected text of the messages before the assistant message, oldest first, as the turn's
+   * start read them (in the same statement that wrote the turn): the newest `MAX_PROMPT_MESSAGES`.
+   */
+  readonly history: ReadonlyArray<PromptMessage>
+  /** How many messages are older than `history`. */
+  readonly earlierMessages: number
 }
 
 /** A step's typed failure: the step and the run end `error` with `code` (default `step_failed`). */

@@ -1,82 +1,85 @@
-import { Chunk, Duration, Effect, Exit, Mailbox, Option, Stream } from "effect"
+import { Duration, Effect, Option, Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import { isTerminal } from "../../domain/RunEvent.ts"
 import { AppConfig } from "../AppConfig.ts"
-import { RunsRepo } from "../RunsRepo.ts"
-import type { EventLog, JournalEntry } from "./EventLog.ts"
-import { Runner } from "./Runner.ts"
+import { Journal } from "../journal/Journal.ts"
+import type { JournalEntry } from "../journal/Journal.ts"
+import * as Feed from "./Feed.ts"
+import { LiveRuns } from "./LiveRuns.ts"
+
+/** How a follower wants the events: each entry as an `A`, and what to send while nothing happens. */
+export interface FollowOptions<A> {
+  readonly encode: (entry: JournalEntry) => A
+  /** Offered whenever nothing else was for `everyMs` (an SSE keep-alive); never after the end. */
+  readonly heartbeat?: { readonly everyMs: number; readonly value: A } | undefined
+}
+
+const asEntries: FollowOptions<JournalEntry> = { encode: (entry) => entry }
 
 /**
  * Following a run's events (spec 60, "Journal and resume"): every consumer (the client that
- * started the turn, a duplicate that attached, `GET /runs/{runId}/events`) gets the same
- * events with the same `seq`, from any point, without a gap or a duplicate, ending after the
- * terminal event.
+ * started the turn, a duplicate that attached, `GET /runs/{runId}/events`) gets the same events
+ * with the same `seq`, from any point, without a gap or a duplicate, ending after the terminal
+ * event. A live run's events go from its log straight into the follower's mailbox, encoded on the
+ * way (no fiber and no stream stage per event); the follower drains whatever piled up at once.
  */
 export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvents", {
   effect: Effect.gen(function*() {
     const config = yield* AppConfig
-    const runs = yield* RunsRepo
-    const runner = yield* Runner
+    const journal = yield* Journal
+    const live = yield* LiveRuns
     const pollInterval = Duration.millis(config.flushIntervalMs)
 
-    const entriesOf = (events: ReadonlyArray<JournalEntry["event"]>): Array<JournalEntry> =>
-      events.map((event) => ({ event, json: JSON.stringify(event) }))
-
-    /**
-     * A live run: the journal up to the subscription, then what is pending, then what comes. The
-     * log hands new events straight to a mailbox that the consumer drains (no fiber, no stage per
-     * event); they are held back while the journal is read, so the order stays that of `seq`.
-     */
-    const fromLog = (runId: RunId, log: EventLog, after: number) =>
+    const follow = <A = JournalEntry>(
+      runId: RunId,
+      after: number,
+      options: FollowOptions<A> = asEntries as unknown as FollowOptions<A>
+    ): Stream.Stream<A> =>
       Stream.unwrapScoped(Effect.gen(function*() {
-        const mailbox = yield* Mailbox.make<JournalEntry>()
+        const feed = yield* Feed.make<A>({ heartbeat: options.heartbeat })
+        let last = after
         const deliver = (entries: ReadonlyArray<JournalEntry>) => {
           for (const entry of entries) {
-            if (entry.event.seq <= after) continue
-            mailbox.unsafeOffer(entry)
-            if (isTerminal(entry.event.type)) mailbox.unsafeDone(Exit.void)
+            if (entry.seq <= last) continue
+            last = entry.seq
+            feed.offer(options.encode(entry))
+            if (isTerminal(entry.type)) feed.end()
           }
         }
-        let held: Array<JournalEntry> | undefined = []
-        const subscription = yield* log.subscribe((entries) => {
-          if (held === undefined) deliver(entries)
-          else for (const entry of entries) held.push(entry)
-        })
-        // Nothing to read when the client is already past what the journal holds (a new turn's client).
-        if (subscription.journaledSeq > after) deliver(entriesOf(yield* runs.readEvents(runId, after, subscription.journaledSeq)))
-        deliver(subscription.pending)
-        deliver(held)
-        held = undefined
-        return Mailbox.toStream(mailbox)
+
+        const log = live.logOf(runId)
+        if (Option.isSome(log)) {
+          // Held back while the journal is read, so the order stays that of `seq`.
+          let held: Array<JournalEntry> | undefined = []
+          const subscription = yield* Effect.acquireRelease(
+            Effect.sync(() =>
+              log.value.subscribe((entries) => {
+                if (held === undefined) deliver(entries)
+                else for (const entry of entries) held.push(entry)
+              })
+            ),
+            (subscription) => Effect.sync(subscription.unsubscribe)
+          )
+          // Nothing to read when the client is already past what the journal holds (a new turn's client).
+          if (subscription.journaledSeq > after) deliver(yield* journal.read(runId, after, subscription.journaledSeq))
+          deliver(subscription.pending)
+          deliver(held)
+          held = undefined
+        } else {
+          // Not live here (finished, or running on another instance): its journal, polled.
+          yield* Effect.gen(function*() {
+            while (true) {
+              const entries = yield* journal.read(runId, last)
+              if (entries.length > 0) deliver(entries)
+              else if (Option.isSome(yield* journal.terminalSeq(runId))) return feed.end()
+              else yield* Effect.sleep(pollInterval)
+            }
+          }).pipe(Effect.forkScoped)
+        }
+        return feed.stream
       }))
 
-    /** A run that is not live here (finished, or running on another instance): its journal, polled. */
-    const fromJournal = (runId: RunId, after: number) =>
-      Stream.suspend(() => {
-        let last = after
-        let ended = false
-        return Stream.repeatEffectChunkOption(Effect.gen(function*() {
-          if (ended) return yield* Effect.fail(Option.none())
-          const events = yield* runs.readEvents(runId, last)
-          if (events.length > 0) {
-            last = events[events.length - 1]!.seq
-            ended = events.some((event) => isTerminal(event.type))
-            return Chunk.fromIterable(entriesOf(events))
-          }
-          // Nothing after `last`: either the run already ended at or before it, or more is coming.
-          if (Option.isSome(yield* runs.terminalSeq(runId))) return yield* Effect.fail(Option.none())
-          yield* Effect.sleep(pollInterval)
-          return Chunk.empty<JournalEntry>()
-        }))
-      })
-
-    /** The run's events with `seq > after`; the caller has checked that the run exists. */
-    const follow = (runId: RunId, after: number): Stream.Stream<JournalEntry> =>
-      Option.match(runner.logOf(runId), {
-        onNone: () => fromJournal(runId, after),
-        onSome: (log) => fromLog(runId, log, after)
-      })
-
     return { follow } as const
-  })
+  }),
+  dependencies: [Journal.Default]
 }) {}

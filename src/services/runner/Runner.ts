@@ -1,4 +1,4 @@
-import { Cause, Chunk, Clock, Duration, Effect, Exit, Fiber, FiberMap, Option, Schedule, Stream } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, FiberMap, Option, Schedule } from "effect"
 import type { Scope } from "effect"
 import { GenerationFailed } from "../../domain/Generation.ts"
 import type { ErrorInfo } from "../../domain/Generation.ts"
@@ -15,17 +15,12 @@ import { RunsRepo } from "../RunsRepo.ts"
 import { durably } from "../db/Unavailable.ts"
 import { makeId } from "../Uuid.ts"
 import { EventLog } from "./EventLog.ts"
+import { LiveRuns } from "./LiveRuns.ts"
+import type { LiveRun } from "./LiveRuns.ts"
 import { PostStep } from "./PostStep.ts"
 import { PreStep } from "./PreStep.ts"
 import { StepFailed } from "./RunContext.ts"
 import type { RunContext } from "./RunContext.ts"
-
-/** A run executing in this process. */
-interface LiveRun {
-  readonly log: EventLog
-  /** Why it is being aborted, set by whoever interrupts it first. */
-  abortReason: AbortReason | undefined
-}
 
 const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
 
@@ -59,19 +54,19 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     const post = yield* PostStep
     const fibers = yield* FiberMap.make<RunId>()
     const scope = yield* Effect.scope
-    const live = new Map<RunId, LiveRun>()
+    const live = yield* LiveRuns
     // Runs still live when the service closes (the process is stopping) end `aborted (shutdown)`;
     // registered after the FiberMap, so it runs before the FiberMap interrupts them.
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        for (const run of live.values()) run.abortReason ??= "shutdown"
+        for (const run of live.all()) run.abortReason ??= "shutdown"
       })
     )
     const runTimeout = Duration.millis(config.runTimeoutMs)
 
     // Leases (spec 10, "Crash safety"): while this process lives its runs' leases keep moving
     // ahead; once it dies they expire and any instance's sweeper closes the runs.
-    yield* Effect.flatMap(now, (at) => runs.renewLeases([...live.keys()], new Date(at.getTime() + config.leaseTtlMs))).pipe(
+    yield* Effect.flatMap(now, (at) => runs.renewLeases(live.ids(), new Date(at.getTime() + config.leaseTtlMs))).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("could not renew leases", cause)),
       Effect.repeat(Schedule.spaced(Duration.millis(config.leaseTtlMs / 3))),
       Effect.forkScoped
@@ -95,7 +90,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           const startedAt = yield* now
           reached.add(stepType)
           yield* runs.insertStep({ id: ref.stepRunId, runId: context.runId, stepType, position: stepOrder.indexOf(stepType), status: "running", label, startedAt })
-          yield* log.emit({ type: "pipeline.step.started", status: "running", label }, ref)
+          log.emit({ type: "pipeline.step.started", status: "running", label }, ref)
           return yield* body(ref).pipe(
             Effect.onExit((exit) =>
               Effect.gen(function*() {
@@ -109,7 +104,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
                   error: error ?? null,
                   finishedAt
                 }))
-                yield* log.emit({
+                log.emit({
                   type: "pipeline.step.done",
                   status,
                   durationMs: finishedAt.getTime() - startedAt.getTime(),
@@ -123,7 +118,9 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
 
       const llm = (prompt: PromptDraft) => (ref: StepRef) => {
         let started = false
-        return generations.generate({
+        log.deltasOf(ref)
+        // The token path: from the model's sink straight into the log, in plain synchronous code.
+        return generations.run({
           chatId: context.chatId,
           assistantMessageId: context.assistantMessageId,
           variantId: context.assistantVariantId,
@@ -131,39 +128,31 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           settings: context.settings,
           runId: context.runId,
           stepRunId: ref.stepRunId
+        }, {
+          started: ({ generationId, model, provider }) => {
+            // The first event: every later one names the generation. The run row already does,
+            // as the generation's insert linked them.
+            started = true
+            log.setGeneration(generationId)
+            log.emit({ type: "llm.stream.meta", provider, model }, ref)
+          },
+          delta: (content) => log.delta(content),
+          finished: (finishReason, usage) =>
+            log.emit({
+              type: "llm.stream.done",
+              status: "done",
+              ...(finishReason === null ? {} : { finishReason }),
+              ...(usage === null ? {} : { usage })
+            }, ref)
         }).pipe(
-          // Tokens, the bulk of a run's events, leave a chunk at a time.
-          Stream.runForEachChunk((events) =>
-            log.emitAll(Chunk.map(events, (event): RunEventBody => {
-              switch (event._tag) {
-                case "Started":
-                  // The first event: every later one names the generation. The run row already
-                  // does, as the generation's insert linked them.
-                  started = true
-                  log.setGeneration(event.generationId)
-                  return { type: "llm.stream.meta", provider: event.provider, model: event.model }
-                case "Delta":
-                  return { type: "llm.stream.delta", content: event.content }
-                case "Finished":
-                  return {
-                    type: "llm.stream.done",
-                    status: "done",
-                    ...(event.finishReason === null ? {} : { finishReason: event.finishReason }),
-                    ...(event.usage === null ? {} : { usage: event.usage })
-                  }
-              }
-            }), ref)
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              if (Exit.isSuccess(exit) || !started) return
+              const error = errorFor(exit.cause)
+              if (error !== undefined) log.emit({ type: "llm.stream.error", error }, ref)
+              log.emit({ type: "llm.stream.done", status: error === undefined ? "aborted" : "error" }, ref)
+            })
           ),
-          Effect.onExit((exit) => {
-            if (Exit.isSuccess(exit) || !started) return Effect.void
-            const error = errorFor(exit.cause)
-            return error === undefined
-              ? log.emit({ type: "llm.stream.done", status: "aborted" }, ref)
-              : Effect.zipRight(
-                log.emit({ type: "llm.stream.error", error }, ref),
-                log.emit({ type: "llm.stream.done", status: "error" }, ref)
-              )
-          }),
           Effect.as({ value: undefined, output: null })
         )
       }
@@ -180,7 +169,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
             if (reached.has(stepType)) continue
             const ref: StepRef = { stepRunId: yield* makeId<StepRunId>(), stepType }
             yield* durably(runs.insertStep({ id: ref.stepRunId, runId: context.runId, stepType, position: stepOrder.indexOf(stepType), status: "skipped", label: stepType, startedAt: yield* now }))
-            yield* log.emit({ type: "pipeline.step.done", status: "skipped", durationMs: 0 }, ref)
+            log.emit({ type: "pipeline.step.done", status: "skipped", durationMs: 0 }, ref)
           }
           const finishedAt = yield* now
           const error = Exit.isFailure(exit) ? errorFor(exit.cause) : undefined
@@ -200,10 +189,10 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
               : terminal.error,
             finishedAt
           }))
-          yield* log.emit(terminal)
+          log.emit(terminal)
           yield* durably(writeBehind.writeNow(log.pendingWrites))
           yield* Effect.logInfo("run finished").pipe(Effect.annotateLogs({ status: terminal.status }))
-        }).pipe(Effect.ensuring(Effect.sync(() => live.delete(context.runId))))
+        }).pipe(Effect.ensuring(Effect.sync(() => live.remove(context.runId))))
 
       return Effect.gen(function*() {
         yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
@@ -241,10 +230,10 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         assistantMessageId: context.assistantMessageId,
         assistantVariantId: context.assistantVariantId,
         generationId: null
-      })
+      }, yield* Effect.clock)
       const run: LiveRun = { log, abortReason: undefined }
-      live.set(context.runId, run)
-      yield* log.emit({ type: "pipeline.run.started", status: "running" })
+      live.add(run)
+      log.emit({ type: "pipeline.run.started", status: "running" })
       yield* FiberMap.run(fibers, context.runId, execute(context, run))
     })
 
@@ -259,9 +248,6 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     /** Aborts without waiting, in the runner's own scope: for callers that are going away (a disconnect). */
     const abortInBackground = (runId: RunId, reason: AbortReason) => Effect.asVoid(Effect.forkIn(abort(runId, reason), scope))
 
-    /** The event log of a run live in this process. */
-    const logOf = (runId: RunId): Option.Option<EventLog> => Option.map(Option.fromNullable(live.get(runId)), (run) => run.log)
-
     let draining = false
 
     /**
@@ -270,10 +256,10 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
      */
     const drain = Effect.gen(function*() {
       draining = true
-      const running = () => [...live.keys()].flatMap((runId) => Option.toArray(FiberMap.unsafeGet(fibers, runId)))
+      const running = () => live.ids().flatMap((runId) => Option.toArray(FiberMap.unsafeGet(fibers, runId)))
       yield* Effect.logInfo("draining").pipe(Effect.annotateLogs({ liveRuns: live.size, graceMs: config.shutdownGraceMs }))
       yield* Fiber.awaitAll(running()).pipe(Effect.timeout(Duration.millis(config.shutdownGraceMs)), Effect.ignore)
-      for (const run of live.values()) run.abortReason ??= "shutdown"
+      for (const run of live.all()) run.abortReason ??= "shutdown"
       yield* Fiber.interruptAll(running())
     }).pipe(Effect.withSpan("Runner.drain"))
 
@@ -282,9 +268,8 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       abort,
       abortInBackground,
       drain,
-      logOf,
       isDraining: () => draining,
-      isLive: (runId: RunId) => live.has(runId)
+      isLive: live.has
     } as const
   })
 }) {}

@@ -2,9 +2,11 @@ import { Effect, Option } from "effect"
 import { NotFound } from "../../domain/ApiErrors.ts"
 import type { ChatId, GenerationId, RunId } from "../../domain/Ids.ts"
 import type { AbortReason, RunStatus } from "../../domain/Run.ts"
+import type { RunEvent } from "../../domain/RunEvent.ts"
 import { ChatsRepo } from "../ChatsRepo.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { RunEvents } from "./RunEvents.ts"
+import type { FollowOptions } from "./RunEvents.ts"
 import { Runner } from "./Runner.ts"
 
 /** Reading, following and aborting runs: what the API offers over the runner and its rows. */
@@ -29,11 +31,17 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       }
     )
 
-    /** The run's events after `after`; fails before streaming anything if the run does not exist. */
-    const eventsOf = Effect.fn("Runs.events")(function*(runId: RunId, after: number) {
+    const exists = Effect.fn("Runs.exists")(function*(runId: RunId) {
       if (Option.isNone(yield* repo.find(runId))) return yield* new NotFound({ message: `run ${runId} does not exist` })
-      return events.follow(runId, after)
     })
+
+    /** The run's events after `after`, as `options` encodes them; fails before streaming anything if the run does not exist. */
+    const follow = <A>(runId: RunId, after: number, options: FollowOptions<A>) =>
+      Effect.as(exists(runId), events.follow(runId, after, options))
+
+    /** The run's events after `after`, as values (for programs that embed the runner). */
+    const eventsOf = (runId: RunId, after: number) =>
+      follow(runId, after, { encode: (entry): RunEvent => JSON.parse(entry.json) })
 
     /** Idempotent: answers with the final snapshot once the run is terminal. */
     const abort = Effect.fn("Runs.abort")(function*(runId: RunId, reason: AbortReason) {
@@ -50,7 +58,6 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       return yield* abort(runId, reason)
     })
 
-    return { snapshot, list, events: eventsOf, abort, abortGeneration } as const
-  }),
-  dependencies: [RunEvents.Default]
+    return { snapshot, list, events: eventsOf, follow, abort, abortGeneration } as const
+  })
 }) {}

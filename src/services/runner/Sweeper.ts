@@ -3,7 +3,10 @@ import { Clock, Duration, Effect, Layer, Schedule } from "effect"
 import type { GenerationId, RunId, StepRunId } from "../../domain/Ids.ts"
 import { stepOrder } from "../../domain/Run.ts"
 import type { StepType } from "../../domain/Run.ts"
-import type { Envelope, RunEvent, RunEventBody, StepRef } from "../../domain/RunEvent.ts"
+import type { Envelope, RunEventBody, StepRef } from "../../domain/RunEvent.ts"
+import type { EventRecord } from "../../domain/RunEventJson.ts"
+import { dataOf } from "../../domain/RunEventJson.ts"
+import { Journal } from "../journal/Journal.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Instance } from "../Instance.ts"
 import { makeId } from "../Uuid.ts"
@@ -27,6 +30,7 @@ export class Sweeper extends Effect.Service<Sweeper>()("turn-runner/Sweeper", {
     const sql = yield* SqlClient.SqlClient
     const runner = yield* Runner
     const instance = yield* Instance
+    const journal = yield* Journal
 
     const closeOne = (runId: RunId, sweptAt: Date) =>
       sql.withTransaction(Effect.gen(function*() {
@@ -62,31 +66,25 @@ export class Sweeper extends Effect.Service<Sweeper>()("turn-runner/Sweeper", {
           WHERE run_id = ${runId} AND status = 'streaming' RETURNING id`
 
         // The journal ends with exactly one terminal event, after whatever the dead process wrote.
-        const [last] = yield* sql<{ readonly seq: number }>`
-          SELECT COALESCE(MAX(seq), 0)::int AS seq FROM pipeline_run_events WHERE run_id = ${runId}`
-        const { ownerInstance: _, ...envelope } = run
+        let seq = yield* journal.lastSeq(runId)
+        const closing: Array<EventRecord> = []
+        const event = (body: RunEventBody, step?: StepRef) =>
+          closing.push({ seq: ++seq, type: body.type, at: sweptAt.getTime(), data: dataOf(body, step) })
         const at = sweptAt.toISOString()
-        let seq = last?.seq ?? 0
-        const event = (body: RunEventBody, step?: StepRef): RunEvent => {
-          const { type, ...fields } = body
-          return { type, seq: ++seq, at, ...envelope, ...step, ...fields } as RunEvent
-        }
-        const closing: Array<RunEvent> = []
         for (const step of openSteps) {
           const ref = { stepRunId: step.id, stepType: step.stepType }
-          if (step.stepType === "llm" && generations.length > 0) closing.push(event({ type: "llm.stream.done", status: "error" }, ref))
-          closing.push(event({
-            type: "pipeline.step.done",
-            status: "error",
-            durationMs: sweptAt.getTime() - step.startedAt.getTime(),
-            error: interrupted
-          }, ref))
+          if (step.stepType === "llm" && generations.length > 0) event({ type: "llm.stream.done", status: "error" }, ref)
+          event({ type: "pipeline.step.done", status: "error", durationMs: sweptAt.getTime() - step.startedAt.getTime(), error: interrupted }, ref)
         }
-        for (const ref of skipped) closing.push(event({ type: "pipeline.step.done", status: "skipped", durationMs: 0 }, ref))
-        closing.push(event({ type: "pipeline.run.error", status: "error", finishedAt: at, error: interrupted }))
-        yield* sql`INSERT INTO pipeline_run_events ${
-          sql.insert(closing.map((e) => ({ run_id: runId, seq: e.seq, type: e.type, at: sweptAt, payload: JSON.stringify(e) })))
-        }`
+        for (const ref of skipped) event({ type: "pipeline.step.done", status: "skipped", durationMs: 0 }, ref)
+        event({ type: "pipeline.run.error", status: "error", finishedAt: at, error: interrupted })
+        // Closing events name the generation if the run has one, even if its first event was never journaled.
+        if (run.generationId !== null) {
+          yield* sql`UPDATE pipeline_runs SET generation_seq = ${closing[0]!.seq}
+                     WHERE id = ${runId} AND generation_seq IS NULL AND NOT EXISTS (
+                       SELECT 1 FROM pipeline_run_events WHERE run_id = ${runId} AND type = 'llm.stream.meta')`
+        }
+        yield* journal.append(closing.map((record) => ({ runId, record })))
         yield* Effect.logWarning("swept an interrupted run").pipe(
           Effect.annotateLogs({ runId, owner: run.ownerInstance ?? "unknown" })
         )

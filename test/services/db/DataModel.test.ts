@@ -26,7 +26,7 @@ const columns: Record<string, ReadonlyArray<string>> = {
     "params", "prompt_hash", "prompt_snapshot", "prompt_tokens", "completion_tokens", "finish_reason", "error_code",
     "error_message", "started_at", "finished_at"
   ],
-  pipeline_run_events: ["run_id", "seq", "type", "at", "payload"]
+  pipeline_run_events: ["run_id", "seq", "type", "at", "data"]
 }
 
 for (const database of testDatabases) {

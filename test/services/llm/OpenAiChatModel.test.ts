@@ -12,7 +12,7 @@ import * as Fake from "../../support/FakeChatCompletions.ts"
 const apiKey = "sk-test-very-secret"
 
 const modelAt = (baseUrl: string, client: Layer.Layer<HttpClient.HttpClient> = NodeHttpClient.layerUndici) =>
-  OpenAiChatModel.layer({ baseUrl, apiKey: Redacted.make(apiKey), model: "configured-model" }).pipe(
+  OpenAiChatModel.languageModel({ baseUrl, apiKey: Redacted.make(apiKey), model: "configured-model" }).pipe(
     Layer.provide(client)
   )
 

@@ -10,6 +10,7 @@ import { PreStep, PreStepLive } from "../../../src/services/runner/PreStep.ts"
 import { Turns } from "../../../src/services/runner/Turns.ts"
 import { uuidv7At } from "../../../src/services/Uuid.ts"
 import { seedChat } from "../../support/Fixtures.ts"
+import { journalOf } from "../../support/Journal.ts"
 import { testConfig } from "../../support/TestConfig.ts"
 import { pglite } from "../../support/TestDatabase.ts"
 
@@ -146,9 +147,8 @@ layer(timeoutServices, { timeout: 60_000 })("RUN_TIMEOUT_MS under TestClock", (i
       ])
       const [generation] = yield* row("llm_generations", "run_id", started.runId)
       expect(generation).toMatchObject({ status: "error", error_code: "run_timeout" })
-      const events = yield* sql<{ readonly type: string; readonly payload: Record<string, unknown> }>`
-        SELECT type, payload FROM pipeline_run_events WHERE run_id = ${started.runId} ORDER BY seq`
-      expect(events.slice(-5).map((event) => [event.type, event.payload.status ?? null, (event.payload.error as { code?: string } | undefined)?.code ?? null])).toEqual([
+      const events: ReadonlyArray<Record<string, unknown>> = yield* journalOf(started.runId)
+      expect(events.slice(-5).map((event) => [event.type, event.status ?? null, (event.error as { code?: string } | undefined)?.code ?? null])).toEqual([
         ["llm.stream.error", null, "run_timeout"],
         ["llm.stream.done", "error", null],
         ["pipeline.step.done", "error", "run_timeout"],

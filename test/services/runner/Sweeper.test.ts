@@ -10,6 +10,7 @@ import { Runs } from "../../../src/services/runner/Runs.ts"
 import { Sweeper } from "../../../src/services/runner/Sweeper.ts"
 import { Turns } from "../../../src/services/runner/Turns.ts"
 import { uuidv7At } from "../../../src/services/Uuid.ts"
+import { journalOf } from "../../support/Journal.ts"
 import { seedChat } from "../../support/Fixtures.ts"
 import { checkInvariants } from "../../support/Invariants.ts"
 import { testConfig } from "../../support/TestConfig.ts"
@@ -47,7 +48,7 @@ const deadRun = (leaseExpiresAt: Date) =>
     yield* sql`UPDATE message_variants SET content = 'partial ', generation_id = ${generationId} WHERE id = ${chat.assistantVariantId}`
     const types = ["pipeline.run.started", "pipeline.step.started", "pipeline.step.done", "pipeline.step.started"]
     yield* sql`INSERT INTO pipeline_run_events ${sql.insert(types.map((type, i) => ({
-      run_id: runId, seq: i + 1, type, at: t(i), payload: JSON.stringify({ type, seq: i + 1, runId })
+      run_id: runId, seq: i + 1, type, at: t(i), data: `"status":"running"`
     })))}`
     return { chat, runId, generationId }
   })
@@ -78,15 +79,14 @@ for (const database of testDatabases) {
         expect(generation).toEqual({ status: "error", error_code: "run_interrupted" })
         const [variant] = yield* sql<{ readonly content: string }>`SELECT content FROM message_variants WHERE id = ${chat.assistantVariantId}`
         expect(variant?.content).toBe("partial ")
-        const events = yield* sql<{ readonly seq: number; readonly type: string; readonly payload: Record<string, unknown> }>`
-          SELECT seq, type, payload FROM pipeline_run_events WHERE run_id = ${runId} ORDER BY seq`
-        expect(events.slice(4).map((event) => [event.seq, event.type, event.payload.status, event.payload.stepType])).toEqual([
+        const events: ReadonlyArray<Record<string, unknown>> = yield* journalOf(runId)
+        expect(events.slice(4).map((event) => [event.seq, event.type, event.status, event.stepType])).toEqual([
           [5, "llm.stream.done", "error", "llm"],
           [6, "pipeline.step.done", "error", "llm"],
           [7, "pipeline.step.done", "skipped", "post"],
           [8, "pipeline.run.error", "error", undefined]
         ])
-        expect(events[7]?.payload).toMatchObject({ runId, chatId: chat.chatId, generationId, error: { code: "run_interrupted" } })
+        expect(events[7]).toMatchObject({ runId, chatId: chat.chatId, generationId, error: { code: "run_interrupted" } })
       }))
 
     it.effect("leaves a run whose lease has not expired", () =>
@@ -140,7 +140,7 @@ layer(shortLeases, { timeout: 60_000, excludeTestServices: true })("leases", (it
       })
       const events = yield* (yield* Runs).events(started.runId, 0)
       let deltas = 0
-      yield* Stream.runForEach(events, ({ event }) =>
+      yield* Stream.runForEach(events, (event) =>
         Effect.gen(function*() {
           if (event.type !== "llm.stream.delta" || ++deltas % 10 !== 0) return
           // Every 500 ms or so: the lease lies ahead, and a sweep leaves the run alone.
