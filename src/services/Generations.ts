@@ -4,15 +4,13 @@ import type { ErrorInfo, Usage } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
 import type { PromptDraft } from "../domain/Prompt.ts"
 import { AppConfig } from "./AppConfig.ts"
-import { GenerationsRepo } from "./GenerationsRepo.ts"
-import type { GenerationOutcome } from "./GenerationsRepo.ts"
+import type { Batch, GenerationRow } from "./BatchRepo.ts"
 import { InterruptionCause } from "./Interruption.ts"
 import { durably } from "./db/Unavailable.ts"
 import { sha256Of } from "./Hashing.ts"
 import { ChatModel } from "./llm/ChatModel.ts"
 import { makeId } from "./Uuid.ts"
-import { WriteBehind } from "./WriteBehind.ts"
-import type { PendingWrites } from "./WriteBehind.ts"
+import { merge, WriteBehind } from "./WriteBehind.ts"
 
 export interface GenerateRequest {
   readonly chatId: ChatId
@@ -54,7 +52,6 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
   effect: Effect.gen(function*() {
     const config = yield* AppConfig
     const model = yield* ChatModel
-    const repo = yield* GenerationsRepo
     const writeBehind = yield* WriteBehind
 
     const run = (request: GenerateRequest, sink: GenerationSink): Effect.Effect<void, GenerationFailed> =>
@@ -64,45 +61,64 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         const clock = yield* Effect.clock
         const modelName = typeof request.settings.model === "string" ? request.settings.model : model.model
         let text = ""
-        let flushedLength = 0
+        let writtenLength = 0
         let finished: { readonly finishReason: string | null; readonly usage: Usage | null } | undefined
+        let row: GenerationRow = {
+          id: generationId,
+          runId: request.runId ?? null,
+          stepRunId: request.stepRunId ?? null,
+          chatId: request.chatId,
+          assistantMessageId: request.assistantMessageId,
+          variantId: request.variantId,
+          status: "streaming",
+          provider: model.provider,
+          model: modelName,
+          params: request.settings,
+          promptHash: sha256Of(request.prompt),
+          promptSnapshot: config.storePromptSnapshots ? request.prompt : null,
+          finishReason: null,
+          usage: null,
+          error: null,
+          startedAt: yield* currentDate,
+          finishedAt: null
+        }
+        let rowVersion = 1
+        let rowWritten = 0
 
-        // The text is written behind, once per interval; counted as written only once it is.
-        const pendingText: PendingWrites = (batch) => {
-          const content = text
-          if (content.length === flushedLength) return undefined
-          batch.texts.set(request.variantId, content)
-          return () => {
-            flushedLength = Math.max(flushedLength, content.length)
+        // The row (with the variant's and the run's links to it) and the text are written behind:
+        // the row at once, the text once per interval. Counted as written only once they are.
+        const source = {
+          closed: false,
+          take: (batch: Batch, rowsOnly: boolean) => {
+            const version = rowVersion
+            const content = text
+            const writeText = !rowsOnly && content.length !== writtenLength
+            if (version === rowWritten && !writeText) return undefined
+            if (version !== rowWritten) {
+              batch.generations.set(generationId, row)
+              merge(batch.variants, request.variantId, { generationId })
+              if (request.runId !== undefined) merge(batch.runs, request.runId, { generationId })
+            }
+            if (writeText) merge(batch.variants, request.variantId, { content })
+            return () => {
+              rowWritten = Math.max(rowWritten, version)
+              if (writeText) writtenLength = Math.max(writtenLength, content.length)
+            }
           }
         }
 
+        // A run's generation is written with the run's next write (its finalization, or before
+        // `post`); on its own, a generation is written before it ends.
         const close = (exit: Exit.Exit<unknown, unknown>) =>
           Effect.gen(function*() {
-            yield* durably(writeBehind.writeNow(pendingText))
-            yield* durably(repo.finish(generationId, outcomeOf(exit, finished, interruption.error, yield* currentDate)))
+            row = { ...row, ...outcomeOf(exit, finished, interruption.error, yield* currentDate) }
+            rowVersion++
+            source.closed = true
+            if (request.runId === undefined) yield* durably(writeBehind.flush)
           }).pipe(Effect.withSpan("Generations.close"))
 
-        yield* Effect.acquireRelease(
-          Effect.flatMap(currentDate, (startedAt) =>
-            repo.insert({
-              id: generationId,
-              runId: request.runId ?? null,
-              stepRunId: request.stepRunId ?? null,
-              chatId: request.chatId,
-              assistantMessageId: request.assistantMessageId,
-              variantId: request.variantId,
-              provider: model.provider,
-              model: modelName,
-              params: request.settings,
-              promptHash: sha256Of(request.prompt),
-              promptSnapshot: config.storePromptSnapshots ? request.prompt : null,
-              startedAt
-            })),
-          (_, exit) => close(exit)
-        )
-        // Released before `close` (finalizers run in reverse), so the last write is close's own.
-        yield* writeBehind.register(pendingText)
+        yield* Effect.acquireRelease(writeBehind.add(source), (_, exit) => close(exit))
+        writeBehind.soon()
         sink.started({ generationId, provider: model.provider, model: modelName })
 
         // Text counts as it leaves, so the variant holds exactly what was streamed.
@@ -174,15 +190,17 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
 
     return { run, generate } as const
   }),
-  dependencies: [GenerationsRepo.Default, WriteBehind.Default]
+  dependencies: [WriteBehind.Default]
 }) {}
+
+type Outcome = Pick<GenerationRow, "status" | "finishReason" | "usage" | "error" | "finishedAt">
 
 const outcomeOf = (
   exit: Exit.Exit<unknown, unknown>,
   finished: { readonly finishReason: string | null; readonly usage: Usage | null } | undefined,
   interruptedBecause: ErrorInfo | undefined,
   finishedAt: Date
-): GenerationOutcome => {
+): Outcome => {
   const base = { finishReason: finished?.finishReason ?? null, usage: finished?.usage ?? null, finishedAt }
   if (Exit.isSuccess(exit)) {
     // A model that stopped without saying it finished cut the answer short.

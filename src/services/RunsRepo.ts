@@ -7,20 +7,6 @@ import type { AbortReason, RunStatus, StepStatus, Trigger } from "../domain/Run.
 import { generationColumns, generationFromRow } from "./GenerationsRepo.ts"
 import type { GenerationRow } from "./GenerationsRepo.ts"
 
-export interface RunOutcome {
-  readonly status: Exclude<RunStatus, "running">
-  readonly abortReason: AbortReason | null
-  readonly error: ErrorInfo | null
-  readonly finishedAt: Date
-}
-
-export interface StepOutcome {
-  readonly status: Exclude<StepStatus, "running">
-  readonly output: unknown
-  readonly error: ErrorInfo | null
-  readonly finishedAt: Date
-}
-
 interface RunRow {
   readonly id: RunId
   readonly chatId: ChatId
@@ -77,35 +63,6 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    /** Closes a running run; one already closed (by a sweeper, say) stays as it is. */
-    const finish = (runId: RunId, outcome: RunOutcome) =>
-      sql`UPDATE pipeline_runs
-          SET status = ${outcome.status}, abort_reason = ${outcome.abortReason},
-              error_code = ${outcome.error?.code ?? null}, error_message = ${outcome.error?.message ?? null},
-              finished_at = ${outcome.finishedAt}, lease_expires_at = NULL
-          WHERE id = ${runId} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
-
-    const insertStep = (step: {
-      readonly id: StepRunId
-      readonly runId: RunId
-      readonly stepType: string
-      readonly position: number
-      readonly status: "running" | "skipped"
-      readonly label: string
-      readonly startedAt: Date
-    }) =>
-      sql`INSERT INTO pipeline_step_runs (id, run_id, step_type, position, status, label, started_at, finished_at)
-          VALUES (${step.id}, ${step.runId}, ${step.stepType}, ${step.position}, ${step.status}, ${step.label},
-                  ${step.startedAt}, ${step.status === "skipped" ? step.startedAt : null})`.pipe(Effect.asVoid, Effect.orDie)
-
-    const finishStep = (id: StepRunId, outcome: StepOutcome) =>
-      sql`UPDATE pipeline_step_runs
-          SET status = ${outcome.status},
-              output = ${outcome.output === undefined || outcome.output === null ? null : JSON.stringify(outcome.output)}::jsonb,
-              error_code = ${outcome.error?.code ?? null}, error_message = ${outcome.error?.message ?? null},
-              finished_at = ${outcome.finishedAt}
-          WHERE id = ${id} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
-
     /**
      * Extends the leases of the given live runs (one statement for all). Only live ones: a run
      * whose finalization failed must let its lease lapse so that the sweeper closes it.
@@ -156,9 +113,6 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
       )
 
     return {
-      finish,
-      insertStep,
-      finishStep,
       renewLeases,
       find,
       snapshot,

@@ -1,71 +1,85 @@
-import { Duration, Effect, Schedule } from "effect"
-import type { RunId, VariantId } from "../domain/Ids.ts"
-import type { EventRecord } from "../domain/RunEventJson.ts"
+import { Clock, Effect } from "effect"
 import { AppConfig } from "./AppConfig.ts"
-import { ChatsRepo } from "./ChatsRepo.ts"
-import { Journal } from "./journal/Journal.ts"
+import { BatchRepo, emptyBatch, isEmpty } from "./BatchRepo.ts"
+import type { Batch } from "./BatchRepo.ts"
 
-/** What one write carries: journal entries of any runs, and the latest text of any variants. */
-export interface Batch {
-  readonly events: Array<{ readonly runId: RunId; readonly record: EventRecord }>
-  readonly texts: Map<VariantId, string>
+/**
+ * Something a live run keeps in memory until it is written (its rows, its event journal, its
+ * answer's text). `take` puts what is pending into the batch (only rows when `rowsOnly`) and
+ * returns what to do once the batch is written, or `undefined` when it has nothing to write. A
+ * source that will add nothing more says so with `closed`, and is dropped after the next full write.
+ */
+export interface WriteSource {
+  readonly take: (batch: Batch, rowsOnly: boolean) => (() => void) | undefined
+  readonly closed: boolean
 }
 
 /**
- * Something a live run keeps in memory until it is written (its event journal, its answer's
- * text): it puts what it has pending into the batch and returns what to do once the batch is
- * written, or `undefined` when it has nothing to write.
- */
-export type PendingWrites = (batch: Batch) => (() => void) | undefined
-
-/**
- * Write-behind for what streaming runs write while they live (spec 30's flush cadence and spec
- * 60's journal): one writer per process gathers what every live run has pending and writes it in
- * two statements every `FLUSH_INTERVAL_MS`, so the writes per interval do not grow with the
- * number of runs or tokens. A run's last write (`writeNow`) waits for a write in progress, so
- * nothing is written twice and nothing lands after it.
+ * Write-behind for everything a run writes after its start (spec 10's statuses, spec 30's flush
+ * cadence, spec 60's journal): one writer per process gathers what every live run has pending and
+ * writes it in one statement (`BatchRepo`). Rows (a step starting, a generation, a run closing) go
+ * out at once (`soon`), without the run waiting for them; the journal and the text go every
+ * `FLUSH_INTERVAL_MS`, so the writes of a turn grow with its duration, not with its tokens; `flush`
+ * writes everything now, for whoever must see it written (a run's finalization). Writes happen one
+ * at a time, in order, so nothing lands after a later write.
  */
 export class WriteBehind extends Effect.Service<WriteBehind>()("turn-runner/WriteBehind", {
   scoped: Effect.gen(function*() {
     const config = yield* AppConfig
-    const journal = yield* Journal
-    const chats = yield* ChatsRepo
-    const sources = new Set<PendingWrites>()
+    const repo = yield* BatchRepo
+    const sources = new Set<WriteSource>()
     const writing = yield* Effect.makeSemaphore(1)
+    const kicked = yield* Effect.makeLatch(false)
 
-    const write = (from: Iterable<PendingWrites>) =>
+    const write = (rowsOnly: boolean) =>
       writing.withPermits(1)(Effect.suspend(() => {
-        const batch: Batch = { events: [], texts: new Map() }
+        const batch = emptyBatch()
         const written: Array<() => void> = []
-        for (const source of from) {
-          const done = source(batch)
+        const finished: Array<WriteSource> = []
+        for (const source of sources) {
+          if (source.closed && !rowsOnly) finished.push(source)
+          const done = source.take(batch, rowsOnly)
           if (done !== undefined) written.push(done)
         }
-        if (written.length === 0) return Effect.void
+        const settle = () => {
+          for (const done of written) done()
+          for (const source of finished) sources.delete(source)
+        }
+        if (isEmpty(batch)) return Effect.sync(settle)
         // Uninterruptible: a write cut off mid-way may still commit, and would then be repeated.
-        return Effect.uninterruptible(
-          Effect.all([journal.append(batch.events), chats.setVariantContents(batch.texts)], { concurrency: 2, discard: true }).pipe(
-            Effect.zipRight(Effect.sync(() => {
-              for (const done of written) done()
-            }))
-          )
-        )
+        return Effect.uninterruptible(Effect.zipRight(repo.write(batch), Effect.sync(settle)))
       }))
 
-    // What failed stays pending and goes with the next write.
-    yield* write(sources).pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("could not write the runs' pending text and events", cause)),
-      Effect.repeat(Schedule.spaced(Duration.millis(config.flushIntervalMs))),
-      Effect.forkScoped
-    )
+    // Rows as soon as they change, everything every interval; what failed stays pending.
+    const loop = Effect.gen(function*() {
+      let nextTickAt = (yield* Clock.currentTimeMillis) + config.flushIntervalMs
+      while (true) {
+        const now = yield* Clock.currentTimeMillis
+        if (now < nextTickAt) yield* Effect.raceFirst(Effect.sleep(nextTickAt - now), kicked.await)
+        kicked.unsafeClose()
+        const tick = (yield* Clock.currentTimeMillis) >= nextTickAt
+        if (tick) nextTickAt = (yield* Clock.currentTimeMillis) + config.flushIntervalMs
+        yield* write(!tick).pipe(
+          Effect.catchAllCause((cause) => Effect.logWarning("could not write the runs' pending rows, text and events", cause))
+        )
+      }
+    })
+    yield* Effect.forkScoped(loop)
 
     return {
-      /** Written on every interval while the scope lasts. */
-      register: (source: PendingWrites) =>
-        Effect.acquireRelease(Effect.sync(() => sources.add(source)), () => Effect.sync(() => sources.delete(source))),
-      /** Writes what `source` has pending now (after any write in progress). */
-      writeNow: (source: PendingWrites) => write([source])
+      /** Written from now on, until it is closed and written one last time. */
+      add: (source: WriteSource) => Effect.sync(() => void sources.add(source)),
+      /** Rows changed: write them without waiting for the interval. */
+      soon: () => kicked.unsafeOpen(),
+      /** Writes everything pending now (after any write in progress). */
+      flush: write(false)
     } as const
   }),
-  dependencies: [Journal.Default, ChatsRepo.Default]
+  dependencies: [BatchRepo.Default]
 }) {}
+
+/** Sets `update` on `key`, merged with what another source already put there. */
+export const merge = <K, V extends object>(map: Map<K, V>, key: K, update: V) => {
+  const current = map.get(key)
+  map.set(key, current === undefined ? update : { ...current, ...update })
+}

@@ -2,7 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Queue, Stream, TestClock } from "effect"
 import type { GenerationFailed } from "../../src/domain/Generation.ts"
 import type { ChatId, MessageId, VariantId } from "../../src/domain/Ids.ts"
-import { ChatsRepo } from "../../src/services/ChatsRepo.ts"
+import { BatchRepo } from "../../src/services/BatchRepo.ts"
 import { Generations } from "../../src/services/Generations.ts"
 import type { GenerateRequest, GenerationEvent } from "../../src/services/Generations.ts"
 import { seedChat } from "../support/Fixtures.ts"
@@ -39,21 +39,23 @@ class Flushes extends Effect.Service<Flushes>()("test/Flushes", {
   effect: Effect.map(Queue.unbounded<{ readonly at: number; readonly content: string }>(), (queue) => ({ queue }))
 }) {}
 
-const recordingChats = Layer.effect(
-  ChatsRepo,
+const recordingBatch = Layer.effect(
+  BatchRepo,
   Effect.gen(function*() {
-    const real = yield* ChatsRepo
+    const real = yield* BatchRepo
     const { queue } = yield* Flushes
-    return ChatsRepo.make({
-      ...real,
-      setVariantContents: (texts) =>
+    return BatchRepo.make({
+      write: (batch) =>
         Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (at) =>
-          Effect.forEach(texts.values(), (content) => Queue.offer(queue, { at, content }), { discard: true }))
+          Effect.zipRight(
+            Effect.forEach(batch.variants.values(), ({ content }) => content === undefined ? Effect.void : Queue.offer(queue, { at, content }), { discard: true }),
+            real.write(batch)
+          ))
     })
   })
-).pipe(Layer.provide(ChatsRepo.Default))
+).pipe(Layer.provide(BatchRepo.Default))
 
-layer(Layer.provideMerge(generationsLayer(localModel, { flushIntervalMs: 250 }, recordingChats), Layer.merge(Flushes.Default, pglite.layer)), { timeout: 60_000 })(
+layer(Layer.provideMerge(generationsLayer(localModel, { flushIntervalMs: 250 }, recordingBatch), Layer.merge(Flushes.Default, pglite.layer)), { timeout: 60_000 })(
   "the generation's flush cadence",
   (it) => {
     it.effect("writes the text at most once per FLUSH_INTERVAL_MS, and once at the end", () =>

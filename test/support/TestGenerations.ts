@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Redacted } from "effect"
 import type { AppConfigShape } from "../../src/services/AppConfig.ts"
+import { BatchRepo } from "../../src/services/BatchRepo.ts"
 import { ChatsRepo } from "../../src/services/ChatsRepo.ts"
 import { Generations } from "../../src/services/Generations.ts"
 import { GenerationsRepo } from "../../src/services/GenerationsRepo.ts"
@@ -26,11 +27,11 @@ export const openAiModel = (baseUrl: string, options: { readonly apiKey?: string
 export const generationsLayer = <R = SqlClient.SqlClient>(
   model: Layer.Layer<ChatModel>,
   overrides: Partial<AppConfigShape> = {},
-  chats: Layer.Layer<ChatsRepo, never, R> = ChatsRepo.Default as Layer.Layer<ChatsRepo, never, R>
+  batch: Layer.Layer<BatchRepo, never, R> = BatchRepo.Default as Layer.Layer<BatchRepo, never, R>
 ) =>
   Generations.DefaultWithoutDependencies.pipe(
     Layer.provideMerge(WriteBehind.DefaultWithoutDependencies),
-    Layer.provideMerge(Layer.mergeAll(GenerationsRepo.Default, RunsRepo.Default, Journal.Default, chats)),
+    Layer.provideMerge(Layer.mergeAll(GenerationsRepo.Default, RunsRepo.Default, Journal.Default, ChatsRepo.Default, batch)),
     Layer.provide(model),
     Layer.provide(testConfig(overrides))
   )

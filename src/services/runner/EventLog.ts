@@ -4,7 +4,8 @@ import type { Envelope, RunEventBody, StepRef } from "../../domain/RunEvent.ts"
 import type { EventRecord } from "../../domain/RunEventJson.ts"
 import { dataOf, RunEventJson } from "../../domain/RunEventJson.ts"
 import type { JournalEntry } from "../journal/Journal.ts"
-import type { PendingWrites } from "../WriteBehind.ts"
+import type { Batch } from "../BatchRepo.ts"
+import type { WriteSource } from "../WriteBehind.ts"
 
 /** A subscriber of a live run: called synchronously with each batch of new events, in order. */
 export type Subscriber = (entries: ReadonlyArray<JournalEntry>) => void
@@ -25,15 +26,19 @@ export interface Subscription {
  * encoding when someone is listening. A subscriber that takes its `Subscription` sees each event
  * exactly once, either in `pending`, in the journal, or through its callback.
  */
-export class EventLog {
+export class EventLog implements WriteSource {
   readonly runId: RunId
+  /** Set once the terminal event is emitted: nothing more comes. */
+  closed = false
   private seq = 0
   private journaled = 0
   private pending: Array<EventRecord> = []
   private readonly subscribers = new Set<Subscriber>()
   private readonly json: RunEventJson
+  /** While set, new events reach subscribers only on `release`. */
+  private held: Array<EventRecord> | undefined
 
-  constructor(envelope: Envelope, private readonly clock: Clock.Clock) {
+  constructor(envelope: Envelope, readonly clock: Clock.Clock) {
     this.runId = envelope.runId
     this.json = new RunEventJson(envelope)
   }
@@ -66,8 +71,26 @@ export class EventLog {
   private append(type: EventRecord["type"], data: string) {
     const record: EventRecord = { seq: ++this.seq, type, at: this.clock.unsafeCurrentTimeMillis(), data }
     this.pending.push(record)
+    if (this.held !== undefined) return void this.held.push(record)
     if (this.subscribers.size === 0) return
     const entries = [this.entryOf(record)]
+    for (const subscriber of this.subscribers) subscriber(entries)
+  }
+
+  /**
+   * Holds back the events emitted from now on until `release`: a run's closing events reach its
+   * followers only once the rows they announce are written, so a client that saw the terminal
+   * event reads a terminal run.
+   */
+  hold() {
+    this.held ??= []
+  }
+
+  release() {
+    const held = this.held
+    this.held = undefined
+    if (held === undefined || held.length === 0 || this.subscribers.size === 0) return
+    const entries = held.map((record) => this.entryOf(record))
     for (const subscriber of this.subscribers) subscriber(entries)
   }
 
@@ -79,16 +102,17 @@ export class EventLog {
     this.subscribers.add(subscriber)
     return {
       journaledSeq: this.journaled,
-      pending: this.pending.map((record) => this.entryOf(record)),
+      pending: this.pending.filter((record) => this.held === undefined || !this.held.includes(record))
+        .map((record) => this.entryOf(record)),
       unsubscribe: () => this.subscribers.delete(subscriber)
     }
   }
 
   /** The records not yet journaled, for the write-behind: they leave `pending` once written. */
-  readonly pendingWrites: PendingWrites = (batch) => {
+  take(batch: Batch, rowsOnly: boolean) {
     // Events emitted while the batch is being written stay pending for the next one.
     const taken = this.pending.length
-    if (taken === 0) return undefined
+    if (taken === 0 || rowsOnly) return undefined
     for (let i = 0; i < taken; i++) batch.events.push({ runId: this.runId, record: this.pending[i]! })
     return () => {
       this.journaled = this.pending[taken - 1]!.seq

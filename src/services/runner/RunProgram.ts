@@ -1,0 +1,210 @@
+import { Cause, Effect, Exit, Fiber, Option } from "effect"
+import type { Scope } from "effect"
+import { GenerationFailed } from "../../domain/Generation.ts"
+import type { ErrorInfo } from "../../domain/Generation.ts"
+import type { StepRunId } from "../../domain/Ids.ts"
+import type { PromptDraft } from "../../domain/Prompt.ts"
+import { stepOrder } from "../../domain/Run.ts"
+import type { StepType } from "../../domain/Run.ts"
+import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
+import { durably } from "../db/Unavailable.ts"
+import type { Generations } from "../Generations.ts"
+import { InterruptionCause } from "../Interruption.ts"
+import { makeId } from "../Uuid.ts"
+import type { WriteBehind } from "../WriteBehind.ts"
+import type { LiveRun } from "./LiveRuns.ts"
+import type { PostStep } from "./PostStep.ts"
+import type { PreStep } from "./PreStep.ts"
+import { StepFailed } from "./RunContext.ts"
+import type { RunContext, StepResult } from "./RunContext.ts"
+import type { RunRows } from "./RunRows.ts"
+
+const internalError: ErrorInfo = { code: "internal_error", message: "an internal error occurred" }
+
+/** The `{code, message}` a failed step or run records; `undefined` for an interruption. */
+const errorOf = (cause: Cause.Cause<unknown>): ErrorInfo | undefined => {
+  if (Cause.isInterruptedOnly(cause)) return undefined
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value
+    if (error instanceof GenerationFailed) return { code: error.code, message: error.message }
+    if (error instanceof StepFailed) return { code: error.code ?? "step_failed", message: error.message }
+  }
+  return internalError
+}
+
+export interface RunProgramDeps {
+  readonly pre: PreStep["Type"]
+  readonly post: PostStep["Type"]
+  readonly generations: Generations
+  readonly writeBehind: WriteBehind
+  readonly runTimeoutMs: number
+}
+
+/**
+ * One run's program (spec 10, "The flow of a turn"): `pre → llm → post`, each step's row and events
+ * at its start and end, and a finalization that every way of ending passes through (success, typed
+ * failure, defect, interruption): the steps never reached are skipped, the run is closed, the
+ * terminal event emitted, and everything the run still holds is written in one statement. The
+ * rows change in memory (`RunRows`) and are written behind, so no step waits for the database:
+ * the only write a run waits for before `post` reads the answer, and its last.
+ */
+export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveRun, rows: RunRows) => {
+  const { log } = run
+  const clock = log.clock
+  const now = () => new Date(clock.unsafeCurrentTimeMillis())
+  const reached = new Set<StepType>()
+  const interruption: { error: ErrorInfo | undefined } = { error: undefined }
+  /** A failure's error, or for an interruption the reason it was not an abort (a timeout). */
+  const errorFor = (cause: Cause.Cause<unknown>) => errorOf(cause) ?? interruption.error
+
+  const stepRow = (ref: StepRef, label: string, startedAt: Date) => ({
+    id: ref.stepRunId,
+    runId: context.runId,
+    stepType: ref.stepType,
+    position: stepOrder.indexOf(ref.stepType),
+    label,
+    startedAt,
+    output: null,
+    error: null
+  })
+
+  /** One step: its row and `pipeline.step.started` now, its closing from its own `Exit`. */
+  const step = <A, E>(stepType: StepType, label: string, body: (ref: StepRef) => Effect.Effect<StepResult<A>, E>) =>
+    Effect.gen(function*() {
+      const ref: StepRef = { stepRunId: yield* makeId<StepRunId>(), stepType }
+      const startedAt = now()
+      reached.add(stepType)
+      rows.step({ ...stepRow(ref, label, startedAt), status: "running", finishedAt: null })
+      deps.writeBehind.soon()
+      log.emit({ type: "pipeline.step.started", status: "running", label }, ref)
+      return yield* body(ref).pipe(
+        Effect.onExit((exit) =>
+          Effect.suspend(() => {
+            const finishedAt = now()
+            const error = Exit.isFailure(exit) ? errorFor(exit.cause) : undefined
+            const status = Exit.isSuccess(exit) ? "done" : error === undefined ? "aborted" : "error"
+            rows.step({
+              ...stepRow(ref, label, startedAt),
+              status,
+              output: Exit.isSuccess(exit) ? exit.value.output : null,
+              error: error ?? null,
+              finishedAt
+            })
+            log.emit({
+              type: "pipeline.step.done",
+              status,
+              durationMs: finishedAt.getTime() - startedAt.getTime(),
+              ...(error ? { error } : {})
+            }, ref)
+            return Exit.isFailure(exit) && error === internalError ? Effect.logError(`step ${stepType} failed`, exit.cause) : Effect.void
+          })
+        ),
+        Effect.map(({ value }) => value)
+      )
+    })
+
+  /** The `llm` step: the model's answer from its sink straight into the log, in plain synchronous code. */
+  const llm = (prompt: PromptDraft) => (ref: StepRef) => {
+    let started = false
+    log.deltasOf(ref)
+    return deps.generations.run({
+      chatId: context.chatId,
+      assistantMessageId: context.assistantMessageId,
+      variantId: context.assistantVariantId,
+      prompt,
+      settings: context.settings,
+      runId: context.runId,
+      stepRunId: ref.stepRunId
+    }, {
+      started: ({ generationId, model, provider }) => {
+        // The first event: every later one names the generation.
+        started = true
+        log.setGeneration(generationId)
+        log.emit({ type: "llm.stream.meta", provider, model }, ref)
+      },
+      delta: (content) => log.delta(content),
+      finished: (finishReason, usage) =>
+        log.emit({
+          type: "llm.stream.done",
+          status: "done",
+          ...(finishReason === null ? {} : { finishReason }),
+          ...(usage === null ? {} : { usage })
+        }, ref)
+    }).pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          if (Exit.isSuccess(exit) || !started) return
+          const error = errorFor(exit.cause)
+          if (error !== undefined) log.emit({ type: "llm.stream.error", error }, ref)
+          log.emit({ type: "llm.stream.done", status: error === undefined ? "aborted" : "error" }, ref)
+        })
+      ),
+      Effect.as({ value: undefined, output: null })
+    )
+  }
+
+  const steps = Effect.gen(function*() {
+    const prompt = yield* step("pre", deps.pre.label, () => deps.pre.run(context))
+    yield* step("llm", "Generating answer", llm(prompt))
+    // `post` reads and rewrites the answer: the text must be written first.
+    yield* durably(deps.writeBehind.flush)
+    yield* step("post", deps.post.label, () => deps.post.run(context))
+  })
+
+  const finalize = (exit: Exit.Exit<unknown, unknown>) =>
+    Effect.gen(function*() {
+      log.hold()
+      for (const stepType of stepOrder) {
+        if (reached.has(stepType)) continue
+        const ref: StepRef = { stepRunId: yield* makeId<StepRunId>(), stepType }
+        const at = now()
+        rows.step({ ...stepRow(ref, stepType, at), status: "skipped", finishedAt: at })
+        log.emit({ type: "pipeline.step.done", status: "skipped", durationMs: 0 }, ref)
+      }
+      const finishedAt = now()
+      const error = Exit.isFailure(exit) ? errorFor(exit.cause) : undefined
+      const abortReason = run.abortReason ?? "user"
+      const terminal: RunEventBody = Exit.isSuccess(exit)
+        ? { type: "pipeline.run.done", status: "done", finishedAt: finishedAt.toISOString() }
+        : error === undefined
+        ? { type: "pipeline.run.aborted", status: "aborted", finishedAt: finishedAt.toISOString(), abortReason }
+        : { type: "pipeline.run.error", status: "error", finishedAt: finishedAt.toISOString(), error }
+      rows.finish({
+        status: terminal.status,
+        abortReason: terminal.type === "pipeline.run.aborted" ? abortReason : null,
+        error: terminal.type === "pipeline.run.done"
+          ? null
+          : terminal.type === "pipeline.run.aborted"
+          ? { code: "aborted", message: `the run was aborted (${abortReason})` }
+          : terminal.error,
+        finishedAt
+      })
+      log.emit(terminal)
+      log.closed = true
+      // Steps, generation, run, the last text and the last journal batch: one statement.
+      yield* durably(deps.writeBehind.flush).pipe(Effect.ensuring(Effect.sync(() => log.release())))
+      yield* Effect.logInfo("run finished").pipe(Effect.annotateLogs({ status: terminal.status }))
+    })
+
+  return Effect.gen(function*() {
+    yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
+    yield* deps.writeBehind.add(rows)
+    yield* deps.writeBehind.add(log)
+    // RUN_TIMEOUT_MS: a watchdog interrupts the run as an abort would, having said why.
+    yield* Effect.withFiberRuntime<void, never, Scope.Scope>((self) =>
+      Effect.sleep(deps.runTimeoutMs).pipe(
+        Effect.zipRight(Effect.sync(() => {
+          interruption.error = { code: "run_timeout", message: `the run took longer than ${deps.runTimeoutMs} ms` }
+        })),
+        Effect.zipRight(Fiber.interruptFork(self)),
+        Effect.forkScoped,
+        Effect.asVoid
+      ))
+    yield* steps
+  }).pipe(
+    Effect.provideService(InterruptionCause, interruption),
+    Effect.scoped,
+    Effect.onExit(finalize)
+  )
+}
