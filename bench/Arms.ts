@@ -1,11 +1,16 @@
 /**
  * The benchmark's arms: what a client talks to. A and B speak the upstream's own protocol (A
  * directly, B through the bare proxy); C is this service, whose turn route streams run events.
+ *
+ * An arm's streams are opened by the client processes (`client.ts`), which know it by its
+ * `ArmSpec` and its chats; the orchestrator keeps the rest (its processes, setting up chats,
+ * aborting runs).
  */
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
+import type { Clients } from "./Clients.ts"
+import { chatCompletions, type Dialect, json, runEvents } from "./FrameClient.ts"
 import type { Child } from "./Processes.ts"
-import { chatCompletions, json, type OpenStream, open, runEvents } from "./FrameClient.ts"
 
 /** How the upstream answers one request. */
 export interface Plan {
@@ -16,25 +21,21 @@ export interface Plan {
   readonly id?: string
 }
 
-export interface Arm {
+/** What a client process needs to know of an arm: plain data, sent over IPC. */
+export interface ArmSpec {
   readonly name: string
-  /** The process whose CPU time and memory count for this arm (none for A). */
+  readonly kind: "direct" | "service"
+  readonly url: string
+}
+
+export interface Arm extends ArmSpec {
+  /** The processes whose CPU time and memory count for this arm (none for A). */
   readonly process: Child | undefined
-  /** Gets `count` fresh slots ready (arm C: chats); a slot takes one turn at a time. */
+  /** Gets `count` fresh slots ready in every client process (arm C: chats); a slot takes one turn at a time. */
   readonly prepare: (count: number) => Promise<void>
-  readonly stream: (slot: number, plan: Plan) => OpenStream
   /** Arm C: aborts a run, answering once it is terminal. */
   readonly abort?: (runId: string) => Promise<{ readonly status: number; readonly body: any }>
 }
-
-const agentOf = () => new Http.Agent({ keepAlive: true, maxSockets: Infinity })
-
-const upstreamBody = (plan: Plan) => ({
-  model: "bench",
-  messages: [{ role: "user", content: "Say something." }],
-  stream: true,
-  ...settingsOf(plan)
-})
 
 const settingsOf = (plan: Plan) => ({
   max_tokens: plan.tokens,
@@ -43,47 +44,72 @@ const settingsOf = (plan: Plan) => ({
   ...(plan.id === undefined ? {} : { bench_id: plan.id })
 })
 
+/** One streamed request of an arm: where it goes, what it sends, how its frames read. */
+export interface StreamRequest {
+  readonly url: URL
+  readonly body: unknown
+  readonly dialect: Dialect
+}
+
+/** A turn on slot `slot` (arm C: on the slot's chat) that the upstream answers as `plan` says. */
+export const requestOf = (arm: ArmSpec, chats: ReadonlyArray<string>, slot: number, plan: Plan): StreamRequest =>
+  arm.kind === "direct"
+    ? {
+      url: new URL("/v1/chat/completions", arm.url),
+      body: { model: "bench", messages: [{ role: "user", content: "Say something." }], stream: true, ...settingsOf(plan) },
+      dialect: chatCompletions
+    }
+    : {
+      url: new URL(`/chats/${chats[slot % chats.length]}/messages`, arm.url),
+      body: turnBody(plan),
+      dialect: runEvents
+    }
+
+/** The body of a turn request (arm C), `abortOnDisconnect` on. */
+export const turnBody = (plan: Plan) => ({
+  userMessageId: randomUUID(),
+  content: "Say something.",
+  settings: settingsOf(plan),
+  abortOnDisconnect: true
+})
+
+/** The body of a regenerate request (arm C). */
+export const regenerateBody = (plan: Plan) => ({ requestId: randomUUID(), settings: settingsOf(plan), abortOnDisconnect: true })
+
+const agentOf = () => new Http.Agent({ keepAlive: true, maxSockets: Infinity })
+
 /** Arms A and B: the Chat Completions protocol at `base`. */
-export const direct = (name: string, base: URL, process: Child | undefined): Arm => {
-  const agent = agentOf()
-  const url = new URL("/v1/chat/completions", base)
-  return {
-    name,
-    process,
-    prepare: async () => {},
-    stream: (_slot, plan) => open(agent, url, upstreamBody(plan), chatCompletions)
-  }
+export const direct = (name: string, base: URL, process: Child | undefined, clients: Clients): Arm => {
+  const spec: ArmSpec = { name, kind: "direct", url: base.href }
+  return { ...spec, process, prepare: () => clients.register(spec, []) }
+}
+
+/** Creates a chat (arm C); resolves with its id. */
+export const createChat = async (agent: Http.Agent, base: URL | string, title: string): Promise<string> => {
+  const answer = await json(agent, new URL("/chats", base), "POST", { title })
+  if (answer.status !== 201 && answer.status !== 200) throw new Error(`POST /chats answered ${answer.status}`)
+  return answer.body.id
 }
 
 /** Arm C: the service. Each slot is a chat of its own; a turn streams its run's events. */
-export const service = (name: string, child: Child): Arm => {
+export const service = (name: string, child: Child, clients: Clients): Arm => {
   const agent = agentOf()
-  let chats: Array<string> = []
+  const spec: ArmSpec = { name, kind: "service", url: child.url.href }
   return {
-    name,
+    ...spec,
     process: child,
     prepare: async (count) => {
-      chats = []
-      const created: Array<string> = new Array(count)
+      const chats: Array<string> = new Array(count)
       let next = 0
       const worker = async () => {
         while (next < count) {
           const i = next++
-          const answer = await json(agent, new URL("/chats", child.url), "POST", { title: `bench ${i}` })
-          if (answer.status !== 201 && answer.status !== 200) throw new Error(`POST /chats answered ${answer.status}`)
-          created[i] = answer.body.id
+          chats[i] = await createChat(agent, child.url, `bench ${i}`)
         }
       }
       await Promise.all(Array.from({ length: 16 }, worker))
-      chats = created
+      await clients.register(spec, chats)
     },
-    stream: (slot, plan) =>
-      open(agent, new URL(`/chats/${chats[slot % chats.length]}/messages`, child.url), {
-        userMessageId: randomUUID(),
-        content: "Say something.",
-        settings: settingsOf(plan),
-        abortOnDisconnect: true
-      }, runEvents),
     abort: (runId) => json(agent, new URL(`/runs/${runId}/abort`, child.url), "POST")
   }
 }

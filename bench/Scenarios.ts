@@ -1,12 +1,15 @@
 /**
- * What the benchmark measures, one function per figure. Each takes the arms it compares and
- * returns plain numbers (milliseconds unless named otherwise); `main.ts` runs them and writes
- * the report.
+ * What the benchmark measures, one function per figure. Each takes the arm (or arms) it measures
+ * and the client processes that open the streams (`Clients.ts`), and returns plain numbers
+ * (milliseconds unless named otherwise); `main.ts` runs them and writes the report. Every time
+ * is `process.hrtime` in microseconds, read by whichever process saw the event: the machine's
+ * one monotonic clock.
  */
 import type { Arm, Plan } from "./Arms.ts"
+import type { Clients } from "./Clients.ts"
+import { json, micros, type StreamResult } from "./FrameClient.ts"
 import type { Child } from "./Processes.ts"
-import { cpuMicros, rssBytes } from "./Processes.ts"
-import { json, micros, type OpenStream, type StreamResult } from "./FrameClient.ts"
+import { commandOf, machineBusyMicros, rssBytes } from "./Processes.ts"
 import * as Http from "node:http"
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -18,6 +21,8 @@ const at = (sorted: ReadonlyArray<number>, q: number): number =>
 const quantile = (values: ReadonlyArray<number>, q: number): number => at([...values].sort((a, b) => a - b), q)
 
 const round = (value: number, digits = 3) => Number.isFinite(value) ? Number(value.toFixed(digits)) : null
+
+const mib = (bytes: number) => round(bytes / 2 ** 20, 1)
 
 export interface Spread {
   readonly p50: number | null
@@ -33,9 +38,14 @@ export const spread = (values: ReadonlyArray<number>): Spread => {
 
 const gapsOf = (result: StreamResult) => result.tokens.slice(1).map((at, i) => (at - result.tokens[i]!) / 1000)
 
+const ttftOf = (result: StreamResult) => (result.tokens[0]! - result.sentAt) / 1000
+
 /** Problems with one stream: an error, a missing end, fewer token frames than tokens sent. */
 const lostOf = (result: StreamResult, plan: Plan) =>
   result.error !== undefined || !result.ended ? Math.max(1, plan.tokens - result.tokens.length) : plan.tokens - result.tokens.length
+
+const errorsOf = (results: ReadonlyArray<StreamResult>) =>
+  [...new Set(results.flatMap((result) => result.error === undefined ? [] : [result.error]))].slice(0, 3)
 
 const agent = new Http.Agent({ keepAlive: true })
 
@@ -50,6 +60,51 @@ export const upstreamIdle = async (upstream: Child, timeoutMs = 60_000) => {
   throw new Error("the upstream still has open streams")
 }
 
+/** What a scenario needs besides its arm: the client processes and the upstream. */
+export interface Bench {
+  readonly clients: Clients
+  readonly upstream: Child
+}
+
+type CpuReader = "arm" | "upstream" | "clients" | "machine"
+
+/**
+ * Reads CPU time every `everyMs` from the orchestrator, which opens no stream itself: the arm's
+ * processes, the upstream, the client processes and the whole machine. `between(from, to)` gives the readings
+ * taken within `[from, to]` (µs on the monotonic clock): the first and last instants and the CPU
+ * each used in between.
+ */
+const cpuSampler = (readers: Record<CpuReader, () => number>, everyMs = 100) => {
+  const samples: Array<{ readonly at: number; readonly cpu: Record<string, number> }> = []
+  const take = () => samples.push({ at: micros(), cpu: Object.fromEntries(Object.entries(readers).map(([name, read]) => [name, read()])) })
+  take()
+  const timer = setInterval(take, everyMs)
+  return {
+    stop: () => {
+      clearInterval(timer)
+      take()
+    },
+    between: (from: number, to: number) => {
+      const inside = samples.filter((sample) => sample.at >= from && sample.at <= to)
+      if (inside.length < 2) return undefined
+      const first = inside[0]!
+      const last = inside[inside.length - 1]!
+      return {
+        from: first.at,
+        to: last.at,
+        micros: Object.fromEntries(Object.keys(readers).map((name) => [name, last.cpu[name]! - first.cpu[name]!])) as Record<CpuReader, number>
+      }
+    }
+  }
+}
+
+const cpuReaders = (arm: Arm, bench: Bench) => ({
+  arm: () => arm.process?.cpuMicros() ?? Number.NaN,
+  upstream: () => bench.upstream.cpuMicros(),
+  clients: () => bench.clients.cpuMicros(),
+  machine: machineBusyMicros
+})
+
 // ---------------------------------------------------------------------------------------------
 
 export interface SingleStreamFigures {
@@ -61,11 +116,13 @@ export interface SingleStreamFigures {
 }
 
 /**
- * One stream at a time, the arms interleaved turn by turn (their order rotating), so drift on the
- * machine touches every arm alike. The first `warmup` turns of each arm are not counted.
+ * One stream at a time from the probe process, the arms interleaved turn by turn (their order
+ * rotating), so drift on the machine touches every arm alike. The first `warmup` turns of each
+ * arm are not counted. A stall is a gap over twice the pace.
  */
 export const singleStream = async (
   arms: ReadonlyArray<Arm>,
+  { clients }: Bench,
   options: { readonly turns: number; readonly warmup: number; readonly plan: Plan }
 ): Promise<Record<string, SingleStreamFigures>> => {
   const { plan } = options
@@ -78,11 +135,11 @@ export const singleStream = async (
   for (let turn = 0; turn < total; turn++) {
     for (let k = 0; k < arms.length; k++) {
       const arm = arms[(turn + k) % arms.length]!
-      const result = await arm.stream(turn, plan).result
+      const result = await clients.stream(arm, turn, plan)
       if (turn < options.warmup) continue
       if (result.error !== undefined) errors.get(arm.name)!.push(result.error)
       lost.set(arm.name, lost.get(arm.name)! + lostOf(result, plan))
-      if (result.tokens.length > 0) ttft.get(arm.name)!.push((result.tokens[0]! - result.sentAt) / 1000)
+      if (result.tokens.length > 0) ttft.get(arm.name)!.push(ttftOf(result))
       gaps.get(arm.name)!.push(...gapsOf(result))
     }
   }
@@ -106,38 +163,23 @@ export interface ThroughputFigures {
   readonly errors: ReadonlyArray<string>
 }
 
-/** Short turns back to back from `concurrency` clients for `durationMs`. */
+/** Short turns back to back from `concurrency` clients (spread over the load processes) for `durationMs`; arm C uses a fresh chat per turn. */
 export const shortTurns = async (
   arm: Arm,
+  { clients }: Bench,
   options: { readonly concurrency: number; readonly durationMs: number; readonly plan: Plan; readonly slots: number }
 ): Promise<ThroughputFigures> => {
   await arm.prepare(options.slots)
-  let next = 0
-  let turns = 0
-  let failed = 0
-  const errors = new Set<string>()
-  const cpuBefore = arm.process ? cpuMicros(arm.process.process.pid!) : 0
-  const started = micros()
-  const until = started + options.durationMs * 1000
-  const client = async () => {
-    while (micros() < until) {
-      const result = await arm.stream(next++, options.plan).result
-      if (result.error === undefined && result.ended && result.tokens.length === options.plan.tokens) turns++
-      else {
-        failed++
-        if (result.error !== undefined) errors.add(result.error)
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: options.concurrency }, client))
-  const elapsed = (micros() - started) / 1_000_000
-  const cpu = arm.process ? cpuMicros(arm.process.process.pid!) - cpuBefore : Number.NaN
+  const cpuBefore = arm.process?.cpuMicros() ?? Number.NaN
+  const result = await clients.turns(arm, options)
+  const cpu = (arm.process?.cpuMicros() ?? Number.NaN) - cpuBefore
+  const elapsed = (result.endedAt - result.startedAt) / 1_000_000
   return {
-    turnsPerSecond: round(turns / elapsed, 1),
-    turns,
-    failed,
-    cpuMsPerTurn: round(cpu / 1000 / turns),
-    errors: [...errors].slice(0, 3)
+    turnsPerSecond: round(result.turns / elapsed, 1),
+    turns: result.turns,
+    failed: result.failed,
+    cpuMsPerTurn: round(cpu / 1000 / result.turns),
+    errors: result.errors
   }
 }
 
@@ -146,57 +188,53 @@ export const shortTurns = async (
 export interface LevelFigures {
   readonly streams: number
   readonly passed: boolean
+  /** Why it failed. */
+  readonly failure: string | undefined
+  /** Gaps between tokens while every stream was open. */
+  readonly gap: Spread
+  /** Gaps over twice the pace, in that window. */
   readonly stalls: number
   readonly lost: number
   readonly failedStreams: number
-  readonly gap: Spread
+  /** How long every stream was open together (the steady window). */
+  readonly windowMs: number
+  /** Tokens delivered to the client in the steady window, over which CPU time is read. */
+  readonly tokensInWindow: number
+  /** The arm's CPU time over the steady window per token delivered in it. */
   readonly cpuMicrosPerToken: number | null
+  /**
+   * CPU use over the steady window, in cores: the arm, the upstream, the client processes, and
+   * everything else on the machine (the orchestrator, Postgres, any other load).
+   */
+  readonly cores: { readonly arm: number | null; readonly upstream: number | null; readonly clients: number | null; readonly others: number | null }
   readonly errors: ReadonlyArray<string>
 }
 
 /**
- * Waits until every stream has its first token (or has ended), for at most `timeoutMs`; returns
- * how many are streaming. An overloaded arm reaches fewer than asked, and the figure says so.
- */
-const streaming = async (streams: ReadonlyArray<OpenStream>, timeoutMs: number) => {
-  let count = 0
-  const each = streams.map((stream) => Promise.race([stream.firstToken.then(() => count++), stream.result]))
-  await Promise.race([Promise.all(each), sleep(timeoutMs)])
-  return count
-}
-
-/** Starts `count` streams at `startsPerSecond`; resolves with each once it ended. */
-const openMany = async (arm: Arm, count: number, startsPerSecond: number, planOf: (i: number) => Plan, firstSlot = 0) => {
-  const streams: Array<OpenStream> = []
-  const started = Date.now()
-  for (let i = 0; i < count; i++) {
-    const due = started + (i * 1000) / startsPerSecond
-    if (due > Date.now()) await sleep(due - Date.now())
-    streams.push(arm.stream(firstSlot + i, planOf(i)))
-  }
-  return streams
-}
-
-/**
- * `streams` concurrent streams at `tps`, started at `startsPerSecond` and all open together for
- * `steadyMs`. A stall is a gap between two tokens of more than twice the pace, counted while every
- * stream is open (from half a second after the last first token until the first stream ends); a
- * lost frame is a token the client never saw.
+ * `streams` concurrent streams at `tps`, started at `startsPerSecond` by the load processes. The
+ * steady window runs from half a second after the last first token until the first stream ends;
+ * every stream is open in it, and the gaps between tokens are read in it. CPU time is read every
+ * 100 ms, so the arm's CPU per token is its CPU time over the window divided by the tokens the
+ * client received in that same window.
+ *
+ * The level passes when the gaps' p99 is at most twice the pace, no frame is lost, every stream
+ * ends properly and the window lasts at least half of `steadyMs`.
  */
 export const concurrencyLevel = async (
   arm: Arm,
+  bench: Bench,
   options: { readonly streams: number; readonly tps: number; readonly steadyMs: number; readonly startsPerSecond: number }
 ): Promise<LevelFigures> => {
   const rampMs = (options.streams * 1000) / options.startsPerSecond
-  const plan: Plan = { tokens: Math.ceil((options.tps * (rampMs + options.steadyMs + 1000)) / 1000), ttftMs: 0, tps: options.tps }
+  const plan: Plan = { tokens: Math.ceil((options.tps * (rampMs + options.steadyMs + 1500)) / 1000), ttftMs: 0, tps: options.tps }
   await arm.prepare(options.streams)
-  const cpuBefore = arm.process ? cpuMicros(arm.process.process.pid!) : 0
-  const streams = await openMany(arm, options.streams, options.startsPerSecond, () => plan)
-  const results = await Promise.all(streams.map((stream) => stream.result))
-  const cpu = arm.process ? cpuMicros(arm.process.process.pid!) - cpuBefore : Number.NaN
+  const sampler = cpuSampler(cpuReaders(arm, bench))
+  const streams = await bench.clients.open(arm, { count: options.streams, startsPerSecond: options.startsPerSecond, plan })
+  const results = await streams.results()
+  sampler.stop()
   const complete = results.filter((result) => result.tokens.length > 0)
-  const windowStart = Math.max(...complete.map((result) => result.tokens[0]!)) + 500_000
-  const windowEnd = Math.min(...complete.map((result) => result.tokens[result.tokens.length - 1]!))
+  const windowStart = complete.reduce((latest, result) => Math.max(latest, result.tokens[0]!), -Infinity) + 500_000
+  const windowEnd = complete.reduce((earliest, result) => Math.min(earliest, result.tokens[result.tokens.length - 1]!), Infinity)
   const gaps: Array<number> = []
   for (const result of complete) {
     for (let i = 1; i < result.tokens.length; i++) {
@@ -204,39 +242,125 @@ export const concurrencyLevel = async (
       if (at >= windowStart && at <= windowEnd) gaps.push((at - result.tokens[i - 1]!) / 1000)
     }
   }
-  const stalls = gaps.filter((gap) => gap > (2 * 1000) / options.tps).length
+  const cpu = sampler.between(windowStart, windowEnd)
+  let tokensInWindow = 0
+  if (cpu !== undefined) {
+    for (const result of complete) for (const at of result.tokens) if (at >= cpu.from && at <= cpu.to) tokensInWindow++
+  }
+  const cores = (micros: number | undefined) => micros === undefined ? null : round(micros / (cpu!.to - cpu!.from), 2)
+  const pace = 1000 / options.tps
+  const gap = spread(gaps)
   const lost = results.reduce((sum, result) => sum + lostOf(result, plan), 0)
   const failedStreams = results.filter((result) => result.error !== undefined || !result.ended).length
-  const tokens = results.reduce((sum, result) => sum + result.tokens.length, 0)
+  const windowMs = Math.max(0, (windowEnd - windowStart) / 1000)
+  const failure = complete.length < results.length || windowMs < options.steadyMs / 2
+    ? `the streams were open together for ${Math.round(windowMs)} ms`
+    : failedStreams > 0
+    ? `${failedStreams} streams failed`
+    : lost > 0
+    ? `${lost} frames lost`
+    : (gap.p99 ?? Infinity) > 2 * pace
+    ? `gap p99 ${gap.p99} ms`
+    : undefined
   return {
     streams: options.streams,
-    passed: stalls === 0 && lost === 0 && failedStreams === 0 && windowEnd > windowStart,
-    stalls,
+    passed: failure === undefined,
+    failure,
+    gap,
+    stalls: gaps.filter((gap) => gap > 2 * pace).length,
     lost,
     failedStreams,
-    gap: spread(gaps),
-    cpuMicrosPerToken: round(cpu / tokens, 1),
-    errors: [...new Set(results.flatMap((result) => result.error === undefined ? [] : [result.error]))].slice(0, 3)
+    windowMs: Math.round(windowMs),
+    tokensInWindow,
+    cpuMicrosPerToken: cpu === undefined ? null : round(cpu.micros.arm / tokensInWindow, 1),
+    cores: {
+      arm: cores(cpu?.micros.arm),
+      upstream: cores(cpu?.micros.upstream),
+      clients: cores(cpu?.micros.clients),
+      others: cores(cpu === undefined ? undefined : cpu.micros.machine - (cpu.micros.arm || 0) - cpu.micros.upstream - cpu.micros.clients)
+    },
+    errors: errorsOf(results)
   }
+}
+
+export interface ConcurrencyFigures {
+  /** The highest level that passed (0: none did). */
+  readonly highest: number
+  readonly allPassed: boolean
+  readonly levels: ReadonlyArray<LevelFigures>
 }
 
 /** Levels in order until the first that fails: the highest that passed is the arm's figure. */
 export const concurrency = async (
   arm: Arm,
-  upstream: Child,
+  bench: Bench,
   options: { readonly levels: ReadonlyArray<number>; readonly tps: number; readonly steadyMs: number; readonly startsPerSecond: number }
-) => {
+): Promise<ConcurrencyFigures> => {
   const levels: Array<LevelFigures> = []
   for (const streams of options.levels) {
-    const level = await concurrencyLevel(arm, { ...options, streams })
+    const level = await concurrencyLevel(arm, bench, { ...options, streams })
     levels.push(level)
-    console.log(`  ${arm.name} ${streams} streams: ${level.passed ? "ok" : "failed"} (stalls ${level.stalls}, lost ${level.lost}, gap p99 ${level.gap.p99} ms, max ${level.gap.max} ms, ${level.cpuMicrosPerToken} µs CPU/token)`)
-    await upstreamIdle(upstream)
+    console.log(
+      `  ${arm.name} ${streams} streams: ${level.passed ? "ok" : `failed (${level.failure})`}: gap p99 ${level.gap.p99} ms, max ${level.gap.max} ms, ` +
+        `${level.stalls} stalls, ${level.lost} lost; cores: arm ${level.cores.arm}, upstream ${level.cores.upstream}, clients ${level.cores.clients}, others ${level.cores.others}`
+    )
+    await upstreamIdle(bench.upstream)
     if (!level.passed) break
   }
   const passed = levels.filter((level) => level.passed)
-  const highest = passed.length === 0 ? 0 : passed[passed.length - 1]!.streams
-  return { highest, testedUpTo: options.levels[options.levels.length - 1]!, allPassed: passed.length === options.levels.length, levels }
+  return {
+    highest: passed.length === 0 ? 0 : passed[passed.length - 1]!.streams,
+    allPassed: passed.length === options.levels.length,
+    levels
+  }
+}
+
+/** CPU per delivered token: one level of `streams` streams at `tps` (`concurrencyLevel`). */
+export const cpuPerToken = async (
+  arm: Arm,
+  bench: Bench,
+  options: { readonly streams: number; readonly tps: number; readonly steadyMs: number; readonly startsPerSecond: number }
+): Promise<LevelFigures> => {
+  const level = await concurrencyLevel(arm, bench, options)
+  await upstreamIdle(bench.upstream)
+  return level
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface LoadedTtftFigures {
+  /** Background streams that had their first token before the probes began. */
+  readonly background: number
+  /** The probes' time to first token, measured from the probe process. */
+  readonly ttft: Spread
+  readonly failedProbes: number
+  readonly errors: ReadonlyArray<string>
+}
+
+/**
+ * Time to first token under load: `background` streams at `tps` stay open (load processes) while
+ * `probes` streams are opened one at a time (probe process), `pauseMs` apart.
+ */
+export const ttftUnderLoad = async (
+  arm: Arm,
+  bench: Bench,
+  options: { readonly background: number; readonly tps: number; readonly probes: number; readonly plan: Plan; readonly pauseMs: number }
+): Promise<LoadedTtftFigures> => {
+  await arm.prepare(options.background + options.probes)
+  const load = await bench.clients.open(arm, { count: options.background, startsPerSecond: 100, plan: { tokens: 1_000_000, ttftMs: 0, tps: options.tps } })
+  const background = await load.streaming(60_000)
+  await sleep(1000)
+  const ttfts: Array<number> = []
+  const failed: Array<StreamResult> = []
+  for (let k = 0; k < options.probes; k++) {
+    const result = await bench.clients.stream(arm, options.background + k, options.plan)
+    if (result.tokens.length > 0 && result.error === undefined) ttfts.push(ttftOf(result))
+    else failed.push(result)
+    await sleep(options.pauseMs)
+  }
+  await load.destroy()
+  await upstreamIdle(bench.upstream)
+  return { background, ttft: spread(ttfts), failedProbes: failed.length, errors: errorsOf(failed) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,27 +380,26 @@ const isClosed = (status: unknown) => status !== "running" && status !== "pendin
 
 /**
  * `live` streams stay open at `tps` while `aborts` more, opened beside them, are aborted one at a
- * time; each abort's answer is checked (run, steps and generation all closed) and the upstream
- * says when that request's connection closed.
+ * time by the orchestrator; each abort's answer is checked (run, steps and generation all
+ * closed) and the upstream says when that request's connection closed.
  */
 export const abortLatency = async (
   arm: Arm,
-  upstream: Child,
+  bench: Bench,
   options: { readonly live: number; readonly aborts: number; readonly tps: number }
 ): Promise<AbortFigures> => {
   const count = options.live + options.aborts
   const tag = `abort-${Date.now()}`
   await arm.prepare(count)
-  const streams = await openMany(arm, count, 100, (i) => ({ tokens: 1_000_000, ttftMs: 0, tps: options.tps, id: `${tag}-${i}` }))
-  const live = await streaming(streams, 120_000)
+  const streams = await bench.clients.open(arm, { count, startsPerSecond: 100, plan: { tokens: 1_000_000, ttftMs: 0, tps: options.tps }, idPrefix: tag })
+  const live = await streams.streaming(120_000)
   await sleep(1000)
   const latencies: Array<number> = []
   const closedAfter: Array<number> = []
   let notTerminal = 0
   let upstreamNotClosed = 0
   for (let i = 0; i < options.aborts; i++) {
-    const first = await Promise.race([streams[i]!.first, streams[i]!.result.then(() => "{}")])
-    const runId = JSON.parse(first).runId as string | undefined
+    const runId = JSON.parse(await streams.first(i)).runId as string | undefined
     if (runId === undefined) {
       notTerminal++
       continue
@@ -290,13 +413,13 @@ export const abortLatency = async (
       notTerminal++
     }
     await sleep(20)
-    const { body } = await json(agent, new URL(`/closed/${tag}-${i}`, upstream.url), "GET")
+    const { body } = await json(agent, new URL(`/closed/${tag}-${i}`, bench.upstream.url), "GET")
     if (body.closedAt === null) upstreamNotClosed++
     else closedAfter.push((body.closedAt - answeredAt) / 1000)
     await sleep(30)
   }
-  for (const stream of streams) stream.destroy()
-  await upstreamIdle(upstream)
+  await streams.destroy()
+  await upstreamIdle(bench.upstream)
   return {
     live: live - options.aborts,
     aborts: options.aborts,
@@ -319,36 +442,38 @@ export interface MemoryFigures {
   readonly kibPerStream: number | null
 }
 
-const settledRss = async (pid: number) => {
-  await sleep(3000)
+/** Resident memory (summed over the arm's processes), the median of five readings after `settleMs`. */
+const settledRss = async (child: Child, settleMs = 3000) => {
+  await sleep(settleMs)
   const samples: Array<number> = []
   for (let i = 0; i < 5; i++) {
-    samples.push(rssBytes(pid))
+    samples.push(child.rssBytes())
     await sleep(200)
   }
   return quantile(samples, 0.5)
 }
 
-/** Resident memory of the arm's process with `low` and then `high` slow streams open. */
+/** Resident memory of the arm's processes with `low` and then `high` slow streams open. */
 export const memoryPerStream = async (
   arm: Arm,
-  upstream: Child,
-  options: { readonly low: number; readonly high: number; readonly tps: number }
+  bench: Bench,
+  options: { readonly low: number; readonly high: number; readonly tps: number; readonly settleMs: number }
 ): Promise<MemoryFigures> => {
-  const pid = arm.process!.process.pid!
-  await arm.prepare(options.high)
+  const child = arm.process!
   const plan: Plan = { tokens: 1_000_000, ttftMs: 0, tps: options.tps }
-  const first = await openMany(arm, options.low, 100, () => plan)
-  const lowCount = await streaming(first, 120_000)
-  const low = await settledRss(pid)
-  const rest = await openMany(arm, options.high - options.low, 100, () => plan, options.low)
-  const highCount = lowCount + await streaming(rest, 120_000)
-  const high = await settledRss(pid)
-  for (const stream of [...first, ...rest]) stream.destroy()
-  await upstreamIdle(upstream)
+  await arm.prepare(options.high)
+  const first = await bench.clients.open(arm, { count: options.low, startsPerSecond: 100, plan })
+  const lowCount = await first.streaming(120_000)
+  const low = await settledRss(child, options.settleMs)
+  const rest = await bench.clients.open(arm, { count: options.high - options.low, startsPerSecond: 100, plan, firstSlot: options.low })
+  const highCount = lowCount + await rest.streaming(120_000)
+  const high = await settledRss(child, options.settleMs)
+  await first.destroy()
+  await rest.destroy()
+  await upstreamIdle(bench.upstream)
   return {
-    rssAtLowMiB: round(low / 2 ** 20, 1),
-    rssAtHighMiB: round(high / 2 ** 20, 1),
+    rssAtLowMiB: mib(low),
+    rssAtHighMiB: mib(high),
     low: lowCount,
     high: highCount,
     kibPerStream: round((high - low) / (highCount - lowCount) / 1024, 1)
@@ -377,13 +502,18 @@ interface Counters {
 /** A backend publishes its statistics within `PGSTAT_IDLE_INTERVAL` (10 s) of going idle. */
 const statsSettleMs = 11_000
 
+export interface Sql {
+  readonly query: (sql: string) => Promise<{ rows: Array<any> }>
+}
+
 /**
  * Turns of the same duration with a short and a long answer, on real Postgres, counted by the
  * server itself: `pg_stat_database` and `pg_stat_user_tables` of the service's own database.
  */
 export const writesPerTurn = async (
   arm: Arm,
-  stats: { query: (sql: string) => Promise<{ rows: Array<any> }> },
+  bench: Bench,
+  stats: Sql,
   options: { readonly tokens: ReadonlyArray<number>; readonly durationMs: number; readonly turns: number }
 ): Promise<Array<WriteFigures>> => {
   const read = async (): Promise<Counters> => {
@@ -400,42 +530,235 @@ export const writesPerTurn = async (
       tables: Object.fromEntries(tables.rows.map((row) => [row.relname, row.rows]))
     }
   }
-  /** The counters' change over a phase: `turns` turns of `tokens` tokens, then the settling. */
-  const phase = async (tokens: number, turns: number) => {
-    await arm.prepare(turns)
-    await sleep(statsSettleMs)
-    const before = await read()
+  // Each phase is `turns` turns of `tokens` tokens (none: what the service writes with no turn
+  // at all, the sweeper's ticks), lasting `durationMs`, then the settling; the counters are read
+  // after it, so the reading after one phase is the reading before the next.
+  const phases = [0, ...options.tokens]
+  const turns = (tokens: number) => (tokens === 0 ? 0 : options.turns)
+  await arm.prepare(options.turns * options.tokens.length)
+  await sleep(statsSettleMs)
+  const readings = [await read()]
+  for (const [p, tokens] of phases.entries()) {
     const plan: Plan = { tokens, ttftMs: 0, tps: (tokens * 1000) / options.durationMs }
     const started = Date.now()
-    const results = await Promise.all(Array.from({ length: turns }, (_, slot) => arm.stream(slot, plan).result))
-    const failed = results.filter((result) => result.error !== undefined || result.tokens.length !== tokens)
-    if (failed.length > 0) throw new Error(`writesPerTurn: ${failed.length} turns failed: ${failed[0]!.error}`)
+    if (turns(tokens) > 0) {
+      // Slots of their own, as `prepare` made chats for every phase at once.
+      const streams = await bench.clients.open(arm, { count: options.turns, startsPerSecond: 1000, plan, firstSlot: options.turns * (p - 1) })
+      const results = await streams.results()
+      const failed = results.filter((result) => result.error !== undefined || result.tokens.length !== tokens)
+      if (failed.length > 0) throw new Error(`writesPerTurn: ${failed.length} turns failed: ${failed[0]!.error}`)
+    }
     await sleep(Math.max(0, options.durationMs - (Date.now() - started)) + statsSettleMs)
-    const after = await read()
+    readings.push(await read())
+  }
+  const change = (p: number): Counters => {
+    const [before, after] = [readings[p]!, readings[p + 1]!]
     return {
       commits: after.commits - before.commits,
       rows: after.rows - before.rows,
       tables: Object.fromEntries(Object.keys(after.tables).map((table) => [table, after.tables[table]! - (before.tables[table] ?? 0)]))
     }
   }
-  // What the service writes with no turn at all (the sweeper's ticks) over a phase's length.
-  const idle = await phase(0, 0)
+  const idle = change(0)
   const figures: Array<WriteFigures> = []
-  for (const tokens of options.tokens) {
-    const counted = await phase(tokens, options.turns)
+  for (const [p, tokens] of phases.entries()) {
+    if (p === 0) continue
+    const counted = change(p)
     const perTurn = (value: number) => round(value / options.turns, 1)
-    const after = { commits: counted.commits - idle.commits, rows: counted.rows - idle.rows, tables: counted.tables }
-    const before = { commits: 0, rows: 0, tables: idle.tables }
     figures.push({
       tokens,
       turns: options.turns,
       durationMs: options.durationMs,
-      commitsPerTurn: perTurn(after.commits - before.commits),
-      rowsWrittenPerTurn: perTurn(after.rows - before.rows),
-      rowsPerTable: Object.fromEntries(Object.keys(after.tables).filter((table) => after.tables[table] !== (before.tables[table] ?? 0)).map((
-        table
-      ) => [table, perTurn(after.tables[table]! - (before.tables[table] ?? 0))]))
+      commitsPerTurn: perTurn(counted.commits - idle.commits),
+      rowsWrittenPerTurn: perTurn(counted.rows - idle.rows),
+      rowsPerTable: Object.fromEntries(
+        Object.keys(counted.tables).filter((table) => counted.tables[table] !== (idle.tables[table] ?? 0)).map((table) => [
+          table,
+          perTurn(counted.tables[table]! - (idle.tables[table] ?? 0))
+        ])
+      )
     })
   }
   return figures
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface JournalFigures {
+  readonly turns: number
+  readonly tokens: number
+  /** Rows the turns added to `pipeline_run_events`, and how many of them are `llm.stream.delta`. */
+  readonly rows: number
+  readonly deltaRows: number
+  /** What `pg_total_relation_size('pipeline_run_events')` (table, indexes, TOAST) grew by. */
+  readonly bytes: number
+  readonly bytesPerRow: number | null
+  readonly failedTurns: number
+  readonly errors: ReadonlyArray<string>
+}
+
+/**
+ * Journal bytes per event, on Postgres: `turns` turns of `tokens` tokens, one at a time; the
+ * journal's total size (table, indexes, TOAST) and its rows are read before and after (once
+ * they stop changing, as the journal is written behind), and the growth divided.
+ */
+export const journalBytes = async (
+  arm: Arm,
+  bench: Bench,
+  sql: Sql,
+  options: { readonly turns: number; readonly tokens: number; readonly tps: number }
+): Promise<JournalFigures> => {
+  const read = async () => {
+    const { rows } = await sql.query(
+      `SELECT pg_total_relation_size('pipeline_run_events')::float8 AS bytes,
+              count(*)::float8 AS rows,
+              count(*) FILTER (WHERE type = 'llm.stream.delta')::float8 AS deltas
+         FROM pipeline_run_events`
+    )
+    return rows[0] as { bytes: number; rows: number; deltas: number }
+  }
+  const settled = async () => {
+    let last = await read()
+    for (let i = 0; i < 40; i++) {
+      await sleep(500)
+      const next = await read()
+      if (next.rows === last.rows && next.bytes === last.bytes) return next
+      last = next
+    }
+    return last
+  }
+  await arm.prepare(options.turns)
+  const before = await settled()
+  const plan: Plan = { tokens: options.tokens, ttftMs: 0, tps: options.tps }
+  const failed: Array<StreamResult> = []
+  for (let slot = 0; slot < options.turns; slot++) {
+    const result = await bench.clients.stream(arm, slot, plan)
+    if (result.error !== undefined || result.tokens.length !== options.tokens) failed.push(result)
+  }
+  const after = await settled()
+  const rows = after.rows - before.rows
+  return {
+    turns: options.turns,
+    tokens: options.tokens,
+    rows,
+    deltaRows: after.deltas - before.deltas,
+    bytes: after.bytes - before.bytes,
+    bytesPerRow: round((after.bytes - before.bytes) / rows, 1),
+    failedTurns: failed.length,
+    errors: errorsOf(failed)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface WireFigures {
+  readonly tokens: number
+  readonly gzip: { readonly encoding: string; readonly bytes: number; readonly deltas: number; readonly bytesPerDelta: number | null; readonly error: string | undefined }
+  readonly identity: { readonly encoding: string; readonly bytes: number; readonly deltas: number; readonly bytesPerDelta: number | null; readonly error: string | undefined }
+}
+
+/**
+ * Bytes on the wire per delta: one streamed turn of `tokens` tokens at `tps`, from the probe
+ * process on a connection of its own, once with `Accept-Encoding: gzip` and once without; every
+ * byte read from the socket counts (headers, chunk framing, the compressed body).
+ */
+export const wireBytes = async (
+  arm: Arm,
+  { clients }: Bench,
+  options: { readonly tokens: number; readonly tps: number }
+): Promise<WireFigures> => {
+  await arm.prepare(2)
+  const plan: Plan = { tokens: options.tokens, ttftMs: 0, tps: options.tps }
+  const figures = async (slot: number, gzip: boolean) => {
+    const result = await clients.wire(arm, slot, plan, gzip)
+    return {
+      encoding: result.encoding,
+      bytes: result.bytes,
+      deltas: result.tokens,
+      bytesPerDelta: round(result.bytes / result.tokens, 1),
+      error: result.error
+    }
+  }
+  return { tokens: options.tokens, gzip: await figures(0, true), identity: await figures(1, false) }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface IdleMemoryFigures {
+  /** Resident memory summed over every process `npm start` created, idle after the warm-up. */
+  readonly rssMiB: number | null
+  readonly processes: ReadonlyArray<{ readonly pid: number; readonly command: string; readonly rssMiB: number | null }>
+  readonly warmupTurns: number
+  readonly failedTurns: number
+}
+
+/**
+ * Resident memory of everything `npm start` runs: the arm's process tree (npm, its shell, any
+ * launcher, the service) after `warmupTurns` short turns and `idleMs` with nothing to do.
+ */
+export const idleMemory = async (
+  arm: Arm,
+  { clients }: Bench,
+  options: { readonly warmupTurns: number; readonly concurrency: number; readonly idleMs: number }
+): Promise<IdleMemoryFigures> => {
+  await arm.prepare(options.warmupTurns)
+  const warmup = await clients.turns(arm, {
+    concurrency: options.concurrency,
+    durationMs: 300_000,
+    maxTurns: options.warmupTurns,
+    plan: { tokens: 10, ttftMs: 0, tps: 0 }
+  })
+  await sleep(options.idleMs)
+  const total = await settledRss(arm.process!)
+  return {
+    rssMiB: mib(total),
+    processes: arm.process!.pids().map((pid) => ({ pid, command: commandOf(pid).slice(0, 160), rssMiB: mib(rssBytes(pid)) })),
+    warmupTurns: warmup.turns,
+    failedTurns: warmup.failed
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface SoakFigures {
+  readonly durationMs: number
+  readonly concurrency: number
+  readonly beforeMiB: number | null
+  readonly afterMiB: number | null
+  /** The highest reading during the soak. */
+  readonly peakMiB: number | null
+  /** after ÷ before. */
+  readonly ratio: number | null
+  readonly turns: Record<string, { readonly ok: number; readonly failed: number }>
+  readonly errors: ReadonlyArray<string>
+}
+
+/**
+ * Resident memory (the arm's whole process tree) idle before and idle again `idleMs` after
+ * `durationMs` of mixed turns from `concurrency` clients: short and long streamed turns,
+ * regenerates, aborts and clients that go away (`client.ts`, `mixed`).
+ */
+export const soak = async (
+  arm: Arm,
+  bench: Bench,
+  options: { readonly durationMs: number; readonly concurrency: number; readonly idleMs: number }
+): Promise<SoakFigures> => {
+  const child = arm.process!
+  const before = await settledRss(child)
+  let peak = before
+  const timer = setInterval(() => (peak = Math.max(peak, child.rssBytes())), 1000)
+  const mixed = await bench.clients.mixed(arm, options).finally(() => clearInterval(timer))
+  await upstreamIdle(bench.upstream)
+  await sleep(options.idleMs)
+  const after = await settledRss(child)
+  return {
+    durationMs: options.durationMs,
+    concurrency: options.concurrency,
+    beforeMiB: mib(before),
+    afterMiB: mib(after),
+    peakMiB: mib(peak),
+    ratio: round(after / before),
+    turns: mixed.counts,
+    errors: mixed.errors
+  }
 }

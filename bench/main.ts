@@ -3,41 +3,65 @@
  *
  * - A: the client reads the fake upstream directly (the limit);
  * - B: through a bare Node passthrough proxy (the cost of any Node hop);
- * - C: through this service (`LLM_PROVIDER=openai` pointed at the upstream), on real Postgres
- *   when `BENCH_DATABASE_URL` is set (a server the benchmark may create a database on), and on
- *   the embedded PGlite.
+ * - C: through this service (`npm start`, `LLM_PROVIDER=openai` pointed at the upstream), on
+ *   real Postgres when `BENCH_DATABASE_URL` is set (a server the benchmark may create databases
+ *   on), and on the embedded PGlite.
+ *
+ * This process only orchestrates: the upstream, the proxy, the services and the clients
+ * (`client.ts`: one probe process and `BENCH_CLIENTS` load processes) are processes of their own.
  *
  * Writes `bench/results.json` and the table in `BENCHMARKS.md`. `BENCH_QUICK=1` runs every
- * scenario small (a smoke test of the benchmark itself, not a measurement).
+ * scenario small (a smoke test of the benchmark itself, not a measurement). `BENCH_SOAK_MS` sets
+ * the soak's length (default 10 minutes, 20 s with `BENCH_QUICK=1`; 0 skips it).
+ * `BENCH_SERVICE_DIR` starts the service from another checkout (default: the current directory).
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import pg from "pg"
 import { type Arm, direct, service } from "./Arms.ts"
-import { type Child, startListener, startService } from "./Processes.ts"
+import { type Clients, startClients } from "./Clients.ts"
+import { type Child, serviceDir, startListener, startNpmService } from "./Processes.ts"
 import { writeMarkdown } from "./Report.ts"
 import * as Scenarios from "./Scenarios.ts"
 
 const quick = process.env.BENCH_QUICK === "1"
 const databaseUrl = process.env.BENCH_DATABASE_URL
+const soakMs = Number(process.env.BENCH_SOAK_MS ?? (quick ? 20_000 : 600_000))
 
 const settings = quick
   ? {
-    single: { turns: 10, warmup: 3, plan: { tokens: 50, ttftMs: 20, tps: 200 } },
+    single: { turns: 8, warmup: 2, plan: { tokens: 50, ttftMs: 20, tps: 200 } },
     short: { concurrency: 16, durationMs: 2000, slots: 400, plan: { tokens: 10, ttftMs: 0, tps: 0 } },
-    concurrency: { levels: [50, 100], tps: 50, steadyMs: 2000, startsPerSecond: 100 },
+    concurrency: { levels: [25, 50], tps: 50, steadyMs: 2000, startsPerSecond: 100 },
+    cpu: { streams: 50, tps: 50, steadyMs: 2000, startsPerSecond: 100 },
+    ttftUnderLoad: { background: 40, tps: 50, probes: 10, pauseMs: 50, plan: { tokens: 5, ttftMs: 20, tps: 200 } },
     abort: { live: 16, aborts: 4, tps: 10 },
-    memory: { low: 20, high: 100, tps: 1 },
-    writes: { tokens: [16, 1024], durationMs: 1000, turns: 2 }
+    memory: { low: 20, high: 100, tps: 1, settleMs: 1000 },
+    writes: { tokens: [16, 1024], durationMs: 500, turns: 2 },
+    wire: { tokens: 256, tps: 200 },
+    journal: { turns: 2, tokens: 1024, tps: 4096 },
+    idle: { warmupTurns: 50, concurrency: 8, idleMs: 2000 },
+    soak: { durationMs: soakMs, concurrency: 8, idleMs: 3000 }
   }
   : {
     single: { turns: 60, warmup: 10, plan: { tokens: 50, ttftMs: 20, tps: 200 } },
     short: { concurrency: 32, durationMs: 8000, slots: 2000, plan: { tokens: 10, ttftMs: 0, tps: 0 } },
-    concurrency: { levels: [25, 50, 100, 200, 400, 600, 800, 1000, 1200], tps: 50, steadyMs: 4000, startsPerSecond: 100 },
+    concurrency: {
+      levels: [25, 50, 100, 150, 200, 300, 400, 600, 800, 1000, 1200, 1600, 2000],
+      tps: 50,
+      steadyMs: 4000,
+      startsPerSecond: 100
+    },
+    cpu: { streams: 50, tps: 50, steadyMs: 6000, startsPerSecond: 100 },
+    ttftUnderLoad: { background: 80, tps: 50, probes: 40, pauseMs: 100, plan: { tokens: 5, ttftMs: 20, tps: 200 } },
     abort: { live: 128, aborts: 32, tps: 10 },
-    memory: { low: 100, high: 1000, tps: 1 },
-    writes: { tokens: [16, 1024], durationMs: 2000, turns: 4 }
+    memory: { low: 100, high: 1000, tps: 1, settleMs: 3000 },
+    writes: { tokens: [16, 1024], durationMs: 2000, turns: 4 },
+    wire: { tokens: 1024, tps: 200 },
+    journal: { turns: 8, tokens: 1024, tps: 4096 },
+    idle: { warmupTurns: 200, concurrency: 8, idleMs: 5000 },
+    soak: { durationMs: soakMs, concurrency: 20, idleMs: 10_000 }
   }
 
 export interface Results {
@@ -47,17 +71,29 @@ export interface Results {
   readonly quick: boolean
   readonly settings: typeof settings
   readonly arms: ReadonlyArray<string>
+  /** Load client processes (besides the probe process). */
+  readonly clientProcesses: number
+  /** The arm the soak ran on (none when `BENCH_SOAK_MS=0`). */
+  readonly soakArm: string | undefined
+  /** Scenarios that failed on an arm, with the error. */
+  readonly failures: Array<{ readonly scenario: string; readonly arm: string; readonly error: string }>
   readonly figures: {
     readonly single: Record<string, Scenarios.SingleStreamFigures>
     readonly short: Record<string, Scenarios.ThroughputFigures>
-    readonly concurrency: Record<string, Awaited<ReturnType<typeof Scenarios.concurrency>>>
+    readonly concurrency: Record<string, Scenarios.ConcurrencyFigures>
+    readonly cpu: Record<string, Scenarios.LevelFigures>
+    readonly ttftUnderLoad: Record<string, Scenarios.LoadedTtftFigures>
     readonly abort: Record<string, Scenarios.AbortFigures>
     readonly memory: Record<string, Scenarios.MemoryFigures>
     readonly writes: Record<string, Array<Scenarios.WriteFigures>>
+    readonly wire: Record<string, Scenarios.WireFigures>
+    readonly journal: Record<string, Scenarios.JournalFigures>
+    readonly idle: Record<string, Scenarios.IdleMemoryFigures>
+    readonly soak: Record<string, Scenarios.SoakFigures>
   }
 }
 
-const children: Array<Child> = []
+const children: Array<{ stop: () => Promise<void> }> = []
 const cleanups: Array<() => Promise<void>> = []
 
 const serviceEnv = (upstream: Child) => ({
@@ -68,8 +104,8 @@ const serviceEnv = (upstream: Child) => ({
 })
 
 /** A database of its own on the server `BENCH_DATABASE_URL` names, dropped at the end. */
-const benchDatabase = async (url: string) => {
-  const name = `turn_runner_bench_${process.pid}`
+const benchDatabase = async (url: string, suffix: string) => {
+  const name = `turn_runner_bench_${process.pid}_${suffix}`
   const admin = new pg.Client({ connectionString: url })
   await admin.connect()
   await admin.query(`DROP DATABASE IF EXISTS ${name}`)
@@ -86,78 +122,174 @@ const benchDatabase = async (url: string) => {
   return own.href
 }
 
+/** An empty PGlite directory, removed at the end. */
+const pgliteDirectory = () => {
+  const dataDir = mkdtempSync(Path.join(Os.tmpdir(), "turn-runner-bench-"))
+  cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }))
+  return dataDir
+}
+
+const connect = async (url: string) => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  cleanups.unshift(() => client.end())
+  return client
+}
+
+/** The service through `npm start`, on a fresh database of the arm's kind. */
+const startServiceArm = async (name: "C: Postgres" | "C: PGlite", upstream: Child, clients: Clients, suffix: string) => {
+  const databaseEnv = name === "C: Postgres"
+    ? { DATABASE_URL: await benchDatabase(databaseUrl!, suffix) }
+    : { DATA_DIR: pgliteDirectory() }
+  const child = await startNpmService(name, { ...serviceEnv(upstream), ...databaseEnv })
+  children.push(child)
+  return { arm: service(name, child, clients), url: databaseEnv.DATABASE_URL }
+}
+
 const run = async () => {
   const started = Date.now()
   const log = (message: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}`)
+  /**
+   * One scenario on one arm. A scenario that fails (a service that breaks, a stream that never
+   * ends) is logged and recorded, and the run goes on: its cells read "–".
+   */
+  const failures: Results["failures"] = []
+  const attempt = async <T>(scenario: string, arm: string, measure: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await measure()
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error)
+      log(`  ${arm}: ${scenario} failed: ${message.split("\n")[0]}`)
+      failures.push({ scenario, arm, error: message.slice(0, 2000) })
+      await Scenarios.upstreamIdle(upstream, 30_000).catch(() => log("  (the upstream still has open streams)"))
+      return undefined
+    }
+  }
+  const each = async <T>(scenario: string, arms: ReadonlyArray<Arm>, measure: (arm: Arm) => Promise<T>, show: (figures: T) => string) => {
+    const figures: Record<string, T> = {}
+    for (const arm of arms) {
+      const measured = await attempt(scenario, arm.name, () => measure(arm))
+      if (measured === undefined) continue
+      figures[arm.name] = measured
+      log(`  ${arm.name}: ${show(measured)}`)
+    }
+    return figures
+  }
 
   const upstream = await startListener("upstream", "bench/upstream.ts")
   children.push(upstream)
+  const clients = await startClients()
+  children.push(clients)
   const proxy = await startListener("proxy", "bench/proxy.ts", { UPSTREAM_URL: upstream.url.href })
   children.push(proxy)
-  const arms: Array<Arm> = [
-    direct("A", upstream.url, undefined),
-    direct("B", proxy.url, proxy)
-  ]
-  let stats: pg.Client | undefined
-  if (databaseUrl !== undefined) {
-    const url = await benchDatabase(databaseUrl)
-    const child = await startService("C: Postgres", { ...serviceEnv(upstream), DATABASE_URL: url })
-    children.push(child)
-    arms.push(service("C: Postgres", child))
-    stats = new pg.Client({ connectionString: url })
-    await stats.connect()
-  } else {
-    log("BENCH_DATABASE_URL is not set: the Postgres arm is skipped (see the README)")
-  }
-  const dataDir = mkdtempSync(Path.join(Os.tmpdir(), "turn-runner-bench-"))
-  cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }))
-  const pglite = await startService("C: PGlite", { ...serviceEnv(upstream), DATA_DIR: dataDir })
-  children.push(pglite)
-  arms.push(service("C: PGlite", pglite))
-  const services = arms.filter((arm) => arm.name.startsWith("C"))
+  const bench: Scenarios.Bench = { clients, upstream }
+  const kinds: Array<"C: Postgres" | "C: PGlite"> = databaseUrl === undefined ? ["C: PGlite"] : ["C: Postgres", "C: PGlite"]
+  if (databaseUrl === undefined) log("BENCH_DATABASE_URL is not set: the Postgres arm is skipped (see the README)")
+  log(`the service runs as \`npm start\` in ${serviceDir}`)
+  const running = await Promise.all(kinds.map((kind) => startServiceArm(kind, upstream, clients, "main")))
+  const services = running.map(({ arm }) => arm)
+  const statsUrl = running.find(({ url }) => url !== undefined)?.url
+  const stats = statsUrl === undefined ? undefined : await connect(statsUrl)
+  const arms: Array<Arm> = [direct("A", upstream.url, undefined, clients), direct("B", proxy.url, proxy, clients), ...services]
   const hops = arms.filter((arm) => arm.name !== "A")
-  log(`arms: ${arms.map((arm) => arm.name).join(", ")}`)
+  const postgres = services.find((arm) => arm.name === "C: Postgres")
+  log(`arms: ${arms.map((arm) => arm.name).join(", ")}; ${clients.load} load client processes and a probe client process`)
 
   log("one stream at a time, arms interleaved")
-  const single = await Scenarios.singleStream(arms, settings.single)
+  const single = (await attempt("single", "all", () => Scenarios.singleStream(arms, bench, settings.single))) ?? {}
 
   log("short turns per second")
-  const short: Record<string, Scenarios.ThroughputFigures> = {}
-  for (const arm of arms) {
-    short[arm.name] = await Scenarios.shortTurns(arm, settings.short)
-    log(`  ${arm.name}: ${short[arm.name]!.turnsPerSecond} turns/s`)
+  const short = await each("short", arms, async (arm) => {
+    const figures = await Scenarios.shortTurns(arm, bench, settings.short)
     await Scenarios.upstreamIdle(upstream)
-  }
+    return figures
+  }, (figures) => `${figures.turnsPerSecond} turns/s`)
 
-  log("concurrent streams at 50 tokens/s")
-  const concurrency: Results["figures"]["concurrency"] = {}
-  for (const arm of hops) concurrency[arm.name] = await Scenarios.concurrency(arm, upstream, settings.concurrency)
+  log(`concurrent streams at ${settings.concurrency.tps} tokens/s (A: the harness's own ceiling)`)
+  const concurrency = await each("concurrency", arms, (arm) => Scenarios.concurrency(arm, bench, settings.concurrency), (figures) => `${figures.highest} streams`)
+
+  log(`CPU per delivered token, ${settings.cpu.streams} streams at ${settings.cpu.tps} tokens/s`)
+  const cpu = await each("cpu", hops, (arm) => Scenarios.cpuPerToken(arm, bench, settings.cpu), (figures) => `${figures.cpuMicrosPerToken} µs`)
+
+  log(`time to first token with ${settings.ttftUnderLoad.background} streams at ${settings.ttftUnderLoad.tps} tokens/s open`)
+  const ttftUnderLoad = await each(
+    "ttftUnderLoad",
+    arms,
+    (arm) => Scenarios.ttftUnderLoad(arm, bench, settings.ttftUnderLoad),
+    (figures) => `p50 ${figures.ttft.p50} ms, p99 ${figures.ttft.p99} ms (${figures.background} streams open)`
+  )
 
   log(`abort latency with ${settings.abort.live} live streams`)
-  const abort: Record<string, Scenarios.AbortFigures> = {}
-  for (const arm of services) {
-    abort[arm.name] = await Scenarios.abortLatency(arm, upstream, settings.abort)
-    log(`  ${arm.name}: p50 ${abort[arm.name]!.latency.p50} ms, p99 ${abort[arm.name]!.latency.p99} ms`)
-  }
+  const abort = await each(
+    "abort",
+    services,
+    (arm) => Scenarios.abortLatency(arm, bench, settings.abort),
+    (figures) => `p50 ${figures.latency.p50} ms, p99 ${figures.latency.p99} ms`
+  )
 
   log(`memory per open stream (${settings.memory.low} → ${settings.memory.high} streams)`)
-  const memory: Record<string, Scenarios.MemoryFigures> = {}
-  for (const arm of hops) {
-    memory[arm.name] = await Scenarios.memoryPerStream(arm, upstream, settings.memory)
-    log(`  ${arm.name}: ${memory[arm.name]!.kibPerStream} KiB per stream`)
-  }
+  const memory = await each("memory", hops, (arm) => Scenarios.memoryPerStream(arm, bench, settings.memory), (figures) => `${figures.kibPerStream} KiB per stream`)
+
+  log(`bytes on the wire per delta (${settings.wire.tokens} tokens at ${settings.wire.tps} tokens/s)`)
+  const wire = await each(
+    "wire",
+    services,
+    (arm) => Scenarios.wireBytes(arm, bench, settings.wire),
+    (figures) => `gzip: ${figures.gzip.bytesPerDelta} B (${figures.gzip.encoding}), identity: ${figures.identity.bytesPerDelta} B`
+  )
 
   const writes: Record<string, Array<Scenarios.WriteFigures>> = {}
-  const postgres = services.find((arm) => arm.name === "C: Postgres")
   if (postgres !== undefined && stats !== undefined) {
     log("database writes per turn (waits for Postgres to publish its statistics)")
-    writes[postgres.name] = await Scenarios.writesPerTurn(postgres, stats, settings.writes)
-    await stats.end()
+    const figures = await attempt("writes", postgres.name, () => Scenarios.writesPerTurn(postgres, bench, stats, settings.writes))
+    if (figures !== undefined) writes[postgres.name] = figures
+  }
+
+  log("stopping the services; next, each on a fresh database: journal size, idle memory, soak")
+  for (const arm of services) await arm.process!.stop()
+  const journal: Record<string, Scenarios.JournalFigures> = {}
+  const idle: Record<string, Scenarios.IdleMemoryFigures> = {}
+  const soak: Record<string, Scenarios.SoakFigures> = {}
+  const soakArm = soakMs <= 0 ? undefined : kinds[0]!
+  const record = <T>(figures: Record<string, T>, kind: string, measured: T | undefined, show: (figures: T) => string) => {
+    if (measured === undefined) return
+    figures[kind] = measured
+    log(`  ${kind}: ${show(measured)}`)
+  }
+  for (const kind of kinds) {
+    const { arm, url } = await startServiceArm(kind, upstream, clients, "fresh")
+    if (url !== undefined) {
+      const sql = await connect(url)
+      record(
+        journal,
+        kind,
+        await attempt("journal", kind, () => Scenarios.journalBytes(arm, bench, sql, settings.journal)),
+        (figures) => `journal: ${figures.bytesPerRow} bytes per row (${figures.rows} rows, ${figures.deltaRows} deltas, ${figures.failedTurns} turns failed)`
+      )
+    }
+    record(
+      idle,
+      kind,
+      await attempt("idle", kind, () => Scenarios.idleMemory(arm, bench, settings.idle)),
+      (figures) => `\`npm start\` idle after ${figures.warmupTurns} turns: ${figures.rssMiB} MiB in ${figures.processes.length} processes`
+    )
+    if (kind === soakArm) {
+      log(`  ${kind}: soak of ${settings.soak.durationMs / 1000} s, ${settings.soak.concurrency} clients`)
+      record(
+        soak,
+        kind,
+        await attempt("soak", kind, () => Scenarios.soak(arm, bench, settings.soak)),
+        (figures) => `soak: ${figures.beforeMiB} → ${figures.afterMiB} MiB (peak ${figures.peakMiB} MiB)`
+      )
+    }
+    await arm.process!.stop()
   }
 
   const results: Results = {
     date: new Date().toISOString(),
-    command: `${databaseUrl === undefined ? "" : "BENCH_DATABASE_URL=… "}${quick ? "BENCH_QUICK=1 " : ""}npm run bench`,
+    command: `${databaseUrl === undefined ? "" : "BENCH_DATABASE_URL=… "}${quick ? "BENCH_QUICK=1 " : ""}${
+      process.env.BENCH_SOAK_MS === undefined ? "" : `BENCH_SOAK_MS=${soakMs} `
+    }npm run bench`,
     machine: {
       cpu: Os.cpus()[0]?.model ?? "unknown",
       cpus: Os.cpus().length,
@@ -168,7 +300,10 @@ const run = async () => {
     quick,
     settings,
     arms: arms.map((arm) => arm.name),
-    figures: { single, short, concurrency, abort, memory, writes }
+    clientProcesses: clients.load,
+    soakArm,
+    failures,
+    figures: { single, short, concurrency, cpu, ttftUnderLoad, abort, memory, writes, wire, journal, idle, soak }
   }
   writeFileSync("bench/results.json", `${JSON.stringify(results, null, 2)}\n`)
   writeMarkdown("BENCHMARKS.md", results)

@@ -9,6 +9,7 @@ import { mkdtempSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { service } from "./Arms.ts"
+import { startClients } from "./Clients.ts"
 import { startListener, startService } from "./Processes.ts"
 import * as Scenarios from "./Scenarios.ts"
 
@@ -25,14 +26,17 @@ const child = await startService("C", {
   SHUTDOWN_GRACE_MS: "0",
   ...database
 }, ["--cpu-prof", `--cpu-prof-dir=${dir}`])
-const arm = service("C", child)
+const clients = await startClients()
+const arm = service("C", child, clients)
+const bench = { clients, upstream }
 try {
   const figures = load === "paced"
-    ? await Scenarios.concurrencyLevel(arm, { streams: 50, tps: 50, steadyMs: 8000, startsPerSecond: 100 })
-    : await Scenarios.shortTurns(arm, { concurrency: 16, durationMs: 8000, slots: 400, plan: { tokens: 10, ttftMs: 0, tps: 0 } })
+    ? await Scenarios.concurrencyLevel(arm, bench, { streams: 50, tps: 50, steadyMs: 8000, startsPerSecond: 100 })
+    : await Scenarios.shortTurns(arm, bench, { concurrency: 16, durationMs: 8000, slots: 400, plan: { tokens: 10, ttftMs: 0, tps: 0 } })
   console.log(JSON.stringify(figures))
 } finally {
   await child.stop()
+  await clients.stop()
   await upstream.stop()
 }
 console.log(`profile written to ${dir}`)
