@@ -1,5 +1,7 @@
 import type { HttpServerResponse } from "@effect/platform"
+import { NodeStream } from "@effect/platform-node"
 import { Chunk, Effect, Stream } from "effect"
+import * as Zlib from "node:zlib"
 import { isTerminal } from "../domain/RunEvent.ts"
 import type { JournalEntry } from "../services/journal/Journal.ts"
 import type { FollowOptions } from "../services/runner/RunEvents.ts"
@@ -10,12 +12,18 @@ const encoder = new TextEncoder()
 /**
  * A run's events as an SSE response: `follow` gets the frames already encoded (one string per
  * event, a keep-alive comment whenever nothing was sent for `keepAliveMs`), and whatever piled up
- * leaves as one write. With `onDisconnect`, a client that goes away before the terminal event
- * triggers it (the `abortOnDisconnect` of a turn request).
+ * leaves as one write. With `gzip` the response is compressed, each write flushed at once (the
+ * envelope repeats in every event, so a delta costs a few dozen bytes on the wire). With
+ * `onDisconnect`, a client that goes away before the terminal event triggers it (the
+ * `abortOnDisconnect` of a turn request).
  */
 export const runEventsResponse = (
   follow: (options: FollowOptions<string>) => Stream.Stream<string>,
-  options: { readonly keepAliveMs: number; readonly onDisconnect?: Effect.Effect<void> | undefined }
+  options: {
+    readonly keepAliveMs: number
+    readonly gzip: boolean
+    readonly onDisconnect?: Effect.Effect<void> | undefined
+  }
 ): HttpServerResponse.HttpServerResponse => {
   let delivered = false
   const frames = follow({
@@ -25,10 +33,23 @@ export const runEventsResponse = (
     },
     heartbeat: { everyMs: options.keepAliveMs, value: keepAlive }
   })
-  return sseResponse(frames.pipe(
+  const body = frames.pipe(
     Stream.mapChunks((chunk) => Chunk.of(encoder.encode(Chunk.join(chunk, "")))),
     Stream.ensuring(Effect.suspend(() => delivered || options.onDisconnect === undefined ? Effect.void : options.onDisconnect))
-  ))
+  )
+  return options.gzip
+    ? sseResponse(
+      NodeStream.pipeThroughSimple(body, () => Zlib.createGzip({ flush: Zlib.constants.Z_SYNC_FLUSH })).pipe(Stream.orDie),
+      { headers: { "content-encoding": "gzip", vary: "accept-encoding" } }
+    )
+    : sseResponse(body, { headers: { vary: "accept-encoding" } })
 }
+
+/** Whether the client takes a gzip-compressed answer (`Accept-Encoding`, a `q=0` refuses it). */
+export const acceptsGzip = (acceptEncoding: string | undefined) =>
+  acceptEncoding?.split(",").some((part) => {
+    const [coding, ...params] = part.trim().toLowerCase().split(";")
+    return (coding === "gzip" || coding === "x-gzip") && !params.some((param) => /^\s*q=0(\.0*)?\s*$/.test(param))
+  }) ?? false
 
 export const wantsEventStream = (accept: string | undefined) => accept?.includes("text/event-stream") ?? false

@@ -5,7 +5,7 @@ import { AppConfig } from "../services/AppConfig.ts"
 import { RunEvents } from "../services/runner/RunEvents.ts"
 import { Runs } from "../services/runner/Runs.ts"
 import { Api } from "./Api.ts"
-import { runEventsResponse } from "./RunEventsSse.ts"
+import { acceptsGzip, runEventsResponse } from "./RunEventsSse.ts"
 
 const decodeSeq = Schema.decodeUnknownEither(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()))
 
@@ -30,7 +30,10 @@ export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
           const request = yield* HttpServerRequest.HttpServerRequest
           const after = yield* resumeAfter(request.headers["last-event-id"], urlParams.after)
           yield* runs.snapshot(path.runId)
-          return runEventsResponse((options) => events.follow(path.runId, after, options), { keepAliveMs: config.sseKeepaliveMs })
+          return runEventsResponse((options) => events.follow(path.runId, after, options), {
+            keepAliveMs: config.sseKeepaliveMs,
+            gzip: acceptsGzip(request.headers["accept-encoding"])
+          })
         }))
       .handle("abortRun", ({ path }) => runs.abort(path.runId, "user"))
       .handle("abortGeneration", ({ path }) => runs.abortGeneration(path.generationId, "user"))

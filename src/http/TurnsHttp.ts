@@ -8,7 +8,7 @@ import { Runs } from "../services/runner/Runs.ts"
 import type { TurnStarted } from "../services/runner/Turns.ts"
 import { Turns } from "../services/runner/Turns.ts"
 import { Api } from "./Api.ts"
-import { runEventsResponse, wantsEventStream } from "./RunEventsSse.ts"
+import { acceptsGzip, runEventsResponse, wantsEventStream } from "./RunEventsSse.ts"
 
 const encodeSnapshot = Schema.encode(RunSnapshot)
 
@@ -30,6 +30,7 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
         if (wantsEventStream(request.headers.accept)) {
           return runEventsResponse((options) => events.follow(started.runId, 0, options), {
             keepAliveMs: config.sseKeepaliveMs,
+            gzip: acceptsGzip(request.headers["accept-encoding"]),
             onDisconnect: abortOnDisconnect ? runner.abortInBackground(started.runId, "client_disconnect") : undefined
           })
         }

@@ -1,5 +1,7 @@
+import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import * as Zlib from "node:zlib"
 import { uuidv7At } from "../../src/services/Uuid.ts"
 import { checkInvariants } from "../support/Invariants.ts"
 import { testDatabases } from "../support/TestDatabase.ts"
@@ -180,6 +182,29 @@ for (const database of testDatabases) {
           expect(seqs).toEqual(seqs.map((_, i) => i + 1))
           expect(wire(replay.events)).toEqual(wire(first.events))
         }))
+
+      it.effect("with Accept-Encoding: gzip the stream is gzip-compressed, and unpacks to the same bytes the journal replays", () =>
+        Effect.gen(function*() {
+          const chatId = yield* newChat
+          const client = yield* HttpClient.HttpClient
+          const response = yield* client.execute(
+            HttpClientRequest.post(messagesPath(chatId)).pipe(
+              HttpClientRequest.setHeaders({ accept: "text/event-stream", "accept-encoding": "gzip" }),
+              HttpClientRequest.bodyUnsafeJson(userMessage("Hello there", { settings: { max_tokens: 60, local: { tokenDelayMs: 1 } } }))
+            )
+          )
+          expect(response.headers["content-encoding"]).toBe("gzip")
+          const packed = new Uint8Array(yield* response.arrayBuffer)
+          const text = Zlib.gunzipSync(packed).toString("utf8")
+          const runId = /"runId":"([^"]+)"/.exec(text)![1]!
+          const replayed = yield* Effect.scoped(Effect.flatMap(
+            client.execute(HttpClientRequest.get(`/runs/${runId}/events`)),
+            (answer) => answer.text
+          ))
+          expect(text).toBe(replayed)
+          // The envelope repeats, so the compressed stream is a fraction of the text.
+          expect(packed.length).toBeLessThan(text.length / 3)
+        }).pipe(Effect.scoped))
     })
 
     describe("idempotency (F1.1)", () => {
