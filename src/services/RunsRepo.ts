@@ -52,6 +52,12 @@ const stepFromRow = ({ errorCode, errorMessage, ...row }: StepRow) =>
     error: errorOf(errorCode, errorMessage)
   })
 
+/** A row read through JSON: its timestamps arrive as text. */
+type Dated<Row> = { readonly [K in keyof Row]: Row[K] extends Date ? string : Row[K] extends Date | null ? string | null : Row[K] }
+
+const dated = <Row extends { readonly startedAt: Date; readonly finishedAt: Date | null }>(row: Dated<Row>): Row =>
+  ({ ...row, startedAt: new Date(row.startedAt as string), finishedAt: row.finishedAt === null ? null : new Date(row.finishedAt as string) }) as unknown as Row
+
 const runColumns = `r.id, r.chat_id AS "chatId", r.pipeline_id AS "pipelineId", r.pipeline_name AS "pipelineName",
   r.trigger, r.status, r.idempotency_key AS "idempotencyKey", r.user_message_id AS "userMessageId",
   r.assistant_message_id AS "assistantMessageId", r.assistant_variant_id AS "assistantVariantId",
@@ -77,22 +83,26 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
         Effect.orDie
       )
 
+    /**
+     * The run with its steps and generation, read in one statement: one consistent state, never a
+     * run that does not yet name a generation whose row the same answer shows.
+     */
     const snapshot = (runId: RunId) =>
-      Effect.all([
-        find(runId),
-        sql<StepRow>`SELECT id, run_id AS "runId", step_type AS "stepType", position, status, label, output,
-                            error_code AS "errorCode", error_message AS "errorMessage", started_at AS "startedAt",
-                            finished_at AS "finishedAt"
-                     FROM pipeline_step_runs WHERE run_id = ${runId} ORDER BY position`,
-        sql<GenerationRow>`SELECT ${sql.literal(generationColumns)} FROM llm_generations g WHERE g.run_id = ${runId}`
-        // Three reads at once: on Postgres each takes a connection of its own.
-      ], { concurrency: "unbounded" }).pipe(
-        Effect.map(([run, steps, generations]) =>
-          Option.map(run, (run) =>
+      sql<RunRow & { readonly steps: ReadonlyArray<Dated<StepRow>>; readonly generation: Dated<GenerationRow> | null }>`
+        SELECT ${sql.literal(runColumns)},
+          (SELECT COALESCE(json_agg(s ORDER BY s.position), '[]'::json) FROM (
+             SELECT id, run_id AS "runId", step_type AS "stepType", position, status, label, output,
+                    error_code AS "errorCode", error_message AS "errorMessage", started_at AS "startedAt",
+                    finished_at AS "finishedAt"
+             FROM pipeline_step_runs WHERE run_id = r.id) s) AS steps,
+          (SELECT to_json(g) FROM (SELECT ${sql.literal(generationColumns)} FROM llm_generations g WHERE g.run_id = r.id) g) AS generation
+        FROM pipeline_runs r WHERE r.id = ${runId}`.pipe(
+        Effect.map((rows) =>
+          Option.map(Arr.head(rows), ({ generation, steps, ...run }) =>
             new RunSnapshot({
-              run,
-              steps: steps.map(stepFromRow),
-              generation: generations.length === 0 ? null : generationFromRow(generations[0]!)
+              run: runFromRow(run),
+              steps: steps.map((step) => stepFromRow(dated(step))),
+              generation: generation === null ? null : generationFromRow(dated(generation))
             }))
         ),
         Effect.orDie
