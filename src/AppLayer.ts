@@ -18,7 +18,7 @@ import { RunsRepo } from "./services/RunsRepo.ts"
 import { WriteBehind } from "./services/WriteBehind.ts"
 
 /** The built-in steps; a library user provides their own `PreStep` / `PostStep` Layers instead. */
-export const BuiltinStepsLive = Layer.merge(PreStepLive, PostStepLive).pipe(Layer.provide(ChatsRepo.Default))
+export const BuiltinStepsLive = Layer.merge(PreStepLive, PostStepLive)
 
 /**
  * Every service of the product over the given steps, with the lease renewal and the sweeper

@@ -52,10 +52,11 @@ export interface RunUpdate {
   } | undefined
 }
 
-/** A variant's text so far, and the generation filling it. */
+/** A variant's text so far, the generation filling it, and the final text `post` gave it (which wins). */
 export interface VariantUpdate {
   readonly content?: string | undefined
   readonly generationId?: GenerationId | undefined
+  readonly finalContent?: string | undefined
 }
 
 /** What one write carries, for any number of runs. */
@@ -150,9 +151,16 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
 
     const variants = (rows: Map<VariantId, VariantUpdate>) =>
       sql`variants AS (
-        UPDATE message_variants v SET content = COALESCE(x.content, v.content), generation_id = COALESCE(x.generation_id, v.generation_id)
-        FROM json_to_recordset(${json([...rows].map(([id, update]) => ({ id, content: update.content ?? null, generation_id: update.generationId ?? null })))}::json)
-          AS x(id uuid, content text, generation_id uuid)
+        UPDATE message_variants v SET content = COALESCE(x.final_content, x.content, v.content),
+          generation_id = COALESCE(x.generation_id, v.generation_id)
+        FROM json_to_recordset(${
+        json([...rows].map(([id, update]) => ({
+          id,
+          content: update.content ?? null,
+          final_content: update.finalContent ?? null,
+          generation_id: update.generationId ?? null
+        })))
+      }::json) AS x(id uuid, content text, final_content text, generation_id uuid)
         WHERE v.id = x.id
       )`
 

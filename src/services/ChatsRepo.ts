@@ -28,15 +28,6 @@ interface VariantRow {
   readonly createdAt: Date
 }
 
-export interface NewMessage {
-  readonly id: MessageId
-  readonly chatId: ChatId
-  readonly role: Role
-  readonly position: number
-  readonly variant: { readonly id: VariantId; readonly content: string }
-  readonly createdAt: Date
-}
-
 /**
  * Chats, their messages and the messages' variants. Database failures are defects here: the
  * callers deal in chats, not in SQL.
@@ -78,28 +69,10 @@ export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRep
         Effect.orDie
       )
 
-    const setVariantContent = (variantId: VariantId, content: string) =>
-      sql`UPDATE message_variants SET content = ${content} WHERE id = ${variantId}`.pipe(Effect.asVoid, Effect.orDie)
-
-    /** The text of several variants in one statement. */
-    const setVariantContents = (texts: ReadonlyMap<VariantId, string>) =>
-      texts.size === 0 ? Effect.void : sql`UPDATE message_variants SET content = data.content
-          FROM ${sql.updateValues([...texts].map(([id, content]) => ({ id, content })), "data")}
-          WHERE message_variants.id = data.id::uuid`.pipe(Effect.asVoid, Effect.orDie)
-
-    const variantContent = (variantId: VariantId) =>
-      sql<{ readonly content: string }>`SELECT content FROM message_variants WHERE id = ${variantId}`.pipe(
-        Effect.map((rows) => Option.map(Arr.head(rows), (row) => row.content)),
-        Effect.orDie
-      )
-
     return {
       insertChat,
       findChat,
-      listMessages,
-      setVariantContent,
-      setVariantContents,
-      variantContent
+      listMessages
     } as const
   })
 }) {}

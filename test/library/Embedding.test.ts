@@ -2,7 +2,6 @@ import { expect, layer } from "@effect/vitest"
 import { Chunk, Effect, Layer, Stream } from "effect"
 import {
   Chats,
-  ChatsRepo,
   LanguageModelLive,
   PostStepLive,
   PreStep,
@@ -25,7 +24,7 @@ const PersonaPre = Layer.succeed(PreStep, {
     })
 })
 
-const Embedded = servicesWith(Layer.merge(PersonaPre, PostStepLive).pipe(Layer.provide(ChatsRepo.Default))).pipe(
+const Embedded = servicesWith(Layer.merge(PersonaPre, PostStepLive)).pipe(
   Layer.provide(LanguageModelLive),
   Layer.provide(testConfig()),
   Layer.provideMerge(pglite.layer)

@@ -4,7 +4,6 @@ import { Effect, Layer } from "effect"
 import { appWith, servicesWith } from "../../src/AppLayer.ts"
 import type { AppConfigShape } from "../../src/services/AppConfig.ts"
 import { LanguageModelLive } from "../../src/services/llm/LanguageModelLive.ts"
-import { ChatsRepo } from "../../src/services/ChatsRepo.ts"
 import { PostStepLive } from "../../src/services/runner/PostStep.ts"
 import type { PostStep } from "../../src/services/runner/PostStep.ts"
 import { PreStepLive } from "../../src/services/runner/PreStep.ts"
@@ -21,7 +20,7 @@ export const testServer = (
   overrides: Partial<AppConfigShape> = {},
   steps: { readonly pre?: Layer.Layer<PreStep>; readonly post?: Layer.Layer<PostStep> } = {}
 ) => {
-  const stepsLayer = Layer.merge(steps.pre ?? PreStepLive, steps.post ?? PostStepLive).pipe(Layer.provide(ChatsRepo.Default))
+  const stepsLayer = Layer.merge(steps.pre ?? PreStepLive, steps.post ?? PostStepLive)
   return appWith(servicesWith(stepsLayer).pipe(Layer.provide(LanguageModelLive))).pipe(
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provide(testConfig(overrides)),

@@ -1,6 +1,5 @@
 import { Context, Deferred, Effect, FiberId, Layer, Option, Schema } from "effect"
 import type { Exit } from "effect"
-import type { PromptDraft } from "../../src/domain/Prompt.ts"
 import { PostStep } from "../../src/services/runner/PostStep.ts"
 import { PreStep } from "../../src/services/runner/PreStep.ts"
 import { StepFailed } from "../../src/services/runner/RunContext.ts"
@@ -86,9 +85,9 @@ export const makeControls = Effect.sync(() => {
 
 type Controls = Effect.Effect.Success<typeof makeControls>
 
-const scripted = <A>(step: ScriptedStep, builtin: StepProgram<A>, { slot }: Controls): StepProgram<A> => ({
+const scripted = <A, Input extends RunContext>(step: ScriptedStep, builtin: StepProgram<A, Input>, { slot }: Controls): StepProgram<A, Input> => ({
   label: builtin.label,
-  run: (context: RunContext) => {
+  run: (context: Input) => {
     const script = Option.flatMap(decodeScripts(context.settings.testSteps), (scripts) => Option.fromNullable(scripts[step]))
     if (Option.isNone(script)) return builtin.run(context)
     return Effect.flatMap(slot(step, context.runId), (s) => {
@@ -119,8 +118,8 @@ export const testSteps = <E, R>(builtin: Layer.Layer<PreStep | PostStep, E, R>) 
     steps: Layer.effectContext(Effect.gen(function*() {
       const pre = yield* PreStep
       const post = yield* PostStep
-      return Context.make(PreStep, scripted<PromptDraft>("pre", pre, controls)).pipe(
-        Context.add(PostStep, scripted<void>("post", post, controls))
+      return Context.make(PreStep, scripted("pre", pre, controls)).pipe(
+        Context.add(PostStep, scripted("post", post, controls))
       )
     })).pipe(Layer.provide(builtin))
   }))

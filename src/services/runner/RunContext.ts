@@ -40,7 +40,17 @@ export interface StepResult<A> {
 }
 
 /** A step program a Layer provides: a short label for UIs and the program itself. */
-export interface StepProgram<A> {
+export interface StepProgram<A, Input = RunContext> {
   readonly label: string
-  readonly run: (context: RunContext) => Effect.Effect<StepResult<A>, StepFailed>
+  readonly run: (input: Input) => Effect.Effect<StepResult<A>, StepFailed>
+}
+
+/** What `post` is given: the run's context and the answer the model streamed, as it was streamed. */
+export interface PostInput extends RunContext {
+  readonly answer: string
+}
+
+/** What `post` hands back: the variant's final text, when it changes it. */
+export interface PostResult {
+  readonly content?: string | undefined
 }

@@ -47,7 +47,7 @@ export interface RunProgramDeps {
  * failure, defect, interruption): the steps never reached are skipped, the run is closed, the
  * terminal event emitted, and everything the run still holds is written in one statement. The
  * rows change in memory (`RunRows`) and are written behind, so no step waits for the database:
- * the only write a run waits for before `post` reads the answer, and its last.
+ * the only write a run waits for is its last.
  */
 export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveRun, rows: RunRows) => {
   const { log } = run
@@ -105,6 +105,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     })
 
   /** The `llm` step: the model's answer from its sink straight into the log, in plain synchronous code. */
+  let answer = ""
   const llm = (prompt: PromptDraft) => (ref: StepRef) => {
     let started = false
     log.deltasOf(ref)
@@ -123,7 +124,10 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
         log.setGeneration(generationId)
         log.emit({ type: "llm.stream.meta", provider, model }, ref)
       },
-      delta: (content) => log.delta(content),
+      delta: (content) => {
+        answer += content
+        log.delta(content)
+      },
       finished: (finishReason, usage) =>
         log.emit({
           type: "llm.stream.done",
@@ -147,9 +151,8 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
   const steps = Effect.gen(function*() {
     const prompt = yield* step("pre", deps.pre.label, () => deps.pre.run(context))
     yield* step("llm", "Generating answer", llm(prompt))
-    // `post` reads and rewrites the answer: the text must be written first.
-    yield* durably(deps.writeBehind.flush)
-    yield* step("post", deps.post.label, () => deps.post.run(context))
+    const { content } = yield* step("post", deps.post.label, () => deps.post.run({ ...context, answer }))
+    if (content !== undefined) rows.text(context.assistantVariantId, content)
   })
 
   const finalize = (exit: Exit.Exit<unknown, unknown>) =>

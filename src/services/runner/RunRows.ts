@@ -1,19 +1,25 @@
-import type { RunId, StepRunId } from "../../domain/Ids.ts"
+import type { RunId, StepRunId, VariantId } from "../../domain/Ids.ts"
 import type { Batch, RunUpdate, StepRow } from "../BatchRepo.ts"
 import type { WriteSource } from "../WriteBehind.ts"
 import { merge } from "../WriteBehind.ts"
 
 /**
- * A live run's rows after its start, as the database should hold them: its step rows and how the
- * run ended. The runner changes them in memory, from synchronous code, and the write-behind writes
+ * A live run's rows after its start, as the database should hold them: its step rows, the answer's
+ * final text, and how the run ended. The runner changes them in memory, from synchronous code, and the write-behind writes
  * what changed (the latest state of each row, once).
  */
 export class RunRows implements WriteSource {
   closed = false
   private readonly steps = new Map<StepRunId, { row: StepRow; version: number; written: number }>()
   private outcome: { update: RunUpdate; written: boolean } | undefined
+  private finalText: { variantId: VariantId; content: string; written: boolean } | undefined
 
   constructor(readonly runId: RunId) {}
+
+  /** The variant's final text, as `post` gave it. */
+  text(variantId: VariantId, content: string) {
+    this.finalText = { variantId, content, written: false }
+  }
 
   step(row: StepRow) {
     const current = this.steps.get(row.id)
@@ -34,10 +40,13 @@ export class RunRows implements WriteSource {
     }
     const outcome = this.outcome !== undefined && !this.outcome.written ? this.outcome : undefined
     if (outcome !== undefined) merge(batch.runs, this.runId, outcome.update)
-    if (taken.length === 0 && outcome === undefined) return undefined
+    const text = this.finalText !== undefined && !this.finalText.written ? this.finalText : undefined
+    if (text !== undefined) merge(batch.variants, text.variantId, { finalContent: text.content })
+    if (taken.length === 0 && outcome === undefined && text === undefined) return undefined
     return () => {
       for (const [state, version] of taken) state.written = Math.max(state.written, version)
       if (outcome !== undefined) outcome.written = true
+      if (text !== undefined) text.written = true
     }
   }
 }

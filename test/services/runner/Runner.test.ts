@@ -3,7 +3,6 @@ import { expect, layer } from "@effect/vitest"
 import { Chunk, Effect, Layer, TestClock } from "effect"
 import { servicesWith } from "../../../src/AppLayer.ts"
 import type { ChatId, MessageId, RunId } from "../../../src/domain/Ids.ts"
-import { ChatsRepo } from "../../../src/services/ChatsRepo.ts"
 import { LanguageModelLive } from "../../../src/services/llm/LanguageModelLive.ts"
 import { PostStepLive } from "../../../src/services/runner/PostStep.ts"
 import { PreStep, PreStepLive } from "../../../src/services/runner/PreStep.ts"
@@ -20,7 +19,7 @@ const slowPre = Layer.effect(
   Effect.map(PreStep, (builtin) => ({ ...builtin, run: (context) => Effect.zipRight(Effect.sleep(40), builtin.run(context)) }))
 ).pipe(Layer.provide(PreStepLive))
 
-const steps = Layer.merge(slowPre, PostStepLive).pipe(Layer.provide(ChatsRepo.Default))
+const steps = Layer.merge(slowPre, PostStepLive)
 
 const services = servicesWith(steps).pipe(
   Layer.provide(LanguageModelLive),
