@@ -29,8 +29,8 @@ export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>)
   const runner = Runner.Default.pipe(Layer.provide(steps))
   const sweeping = SweeperLoop.pipe(Layer.provideMerge(Sweeper.Default))
   return Layer.mergeAll(Chats.Default, Turns.Default, Runs.Default, sweeping).pipe(
-    Layer.provideMerge(RunEvents.Default),
     Layer.provideMerge(runner),
+    Layer.provideMerge(RunEvents.Default),
     Layer.provideMerge(core)
   )
 }

@@ -2,8 +2,6 @@ import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/p
 import { Effect, Schema } from "effect"
 import { RunSnapshot } from "../domain/Run.ts"
 import { AppConfig } from "../services/AppConfig.ts"
-import { Runner } from "../services/runner/Runner.ts"
-import { RunEvents } from "../services/runner/RunEvents.ts"
 import { Runs } from "../services/runner/Runs.ts"
 import type { TurnStarted } from "../services/runner/Turns.ts"
 import { Turns } from "../services/runner/Turns.ts"
@@ -16,8 +14,6 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
   Effect.gen(function*() {
     const turns = yield* Turns
     const runs = yield* Runs
-    const events = yield* RunEvents
-    const runner = yield* Runner
     const config = yield* AppConfig
 
     /**
@@ -28,13 +24,13 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         if (wantsEventStream(request.headers.accept)) {
-          return runEventsResponse((options) => events.follow(started.runId, 0, options), {
+          return runEventsResponse((options) => started.run.follow(0, options), {
             keepAliveMs: config.sseKeepaliveMs,
             gzip: acceptsGzip(request.headers["accept-encoding"]),
-            onDisconnect: abortOnDisconnect ? runner.abortInBackground(started.runId, "client_disconnect") : undefined
+            onDisconnect: abortOnDisconnect ? started.run.abortInBackground("client_disconnect") : undefined
           })
         }
-        const snapshot = yield* runs.snapshot(started.runId)
+        const snapshot = yield* runs.snapshot(started.run.runId)
         const body = yield* encodeSnapshot(new RunSnapshot({ ...snapshot, deduplicated: started.deduplicated })).pipe(Effect.orDie)
         return yield* HttpServerResponse.json(body, {
           status: 202,

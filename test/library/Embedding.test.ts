@@ -41,13 +41,13 @@ layer(Embedded, { timeout: 60_000, excludeTestServices: true })("embedding the r
         onBusy: "reject",
         abortOnDisconnect: false
       })
-      const events = Chunk.toArray(yield* Stream.runCollect(yield* (yield* Runs).events(started.runId, 0)))
+      const events = Chunk.toArray(yield* Stream.runCollect(yield* (yield* Runs).events(started.run.runId, 0)))
       expect(events.at(-1)?.type).toBe("pipeline.run.done")
       expect(events[1]).toMatchObject({ type: "pipeline.step.started", stepType: "pre", label: "Summoning the pirate" })
-      const snapshot = yield* (yield* Runs).snapshot(started.runId)
+      const snapshot = yield* (yield* Runs).snapshot(started.run.runId)
       expect(snapshot.steps[0]).toMatchObject({ stepType: "pre", status: "done", output: { persona: "pirate" } })
       // The model saw the custom prompt: the local model quotes the last user message.
       const text = events.flatMap((event) => event.type === "llm.stream.delta" ? [event.content] : []).join("")
-      expect(text).toContain(`Run ${started.runId}`)
+      expect(text).toContain(`Run ${started.run.runId}`)
     }))
 })

@@ -1,4 +1,5 @@
 import { Clock, Duration, Effect, Fiber, FiberMap, Option, Schedule } from "effect"
+import type { Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import type { AbortReason } from "../../domain/Run.ts"
 import { builtinPipeline } from "../../domain/Run.ts"
@@ -12,8 +13,21 @@ import type { LiveRun } from "./LiveRuns.ts"
 import { PostStep } from "./PostStep.ts"
 import { PreStep } from "./PreStep.ts"
 import type { RunContext } from "./RunContext.ts"
+import { RunEvents } from "./RunEvents.ts"
+import type { FollowOptions } from "./RunEvents.ts"
 import { runProgram } from "./RunProgram.ts"
 import { RunRows } from "./RunRows.ts"
+
+/** A run, as whoever started it (or asked for it again) holds it: its events and its abort. */
+export interface RunHandle {
+  readonly runId: RunId
+  /** The run's events after `after`, as `options` encodes them (spec 60). */
+  readonly follow: <A>(after: number, options: FollowOptions<A>) => Stream.Stream<A>
+  /** Aborts the run and waits until it is terminal; a finished run is left as it is. */
+  readonly abort: (reason: AbortReason) => Effect.Effect<void>
+  /** Aborts without waiting, in the runner's own scope: for callers that are going away (a disconnect). */
+  readonly abortInBackground: (reason: AbortReason) => Effect.Effect<void>
+}
 
 /**
  * Runs turns (spec 10): each run executes its program (`RunProgram.ts`) in its own fiber, owned by
@@ -33,6 +47,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       runTimeoutMs: config.runTimeoutMs
     }
     const live = yield* LiveRuns
+    const events = yield* RunEvents
     const fibers = yield* FiberMap.make<RunId>()
     const scope = yield* Effect.scope
     // Runs still live when the service closes (the process is stopping) end `aborted (shutdown)`;
@@ -52,7 +67,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     )
 
     /** Emits `pipeline.run.started` and forks the run; call right after its row commits. */
-    const launch = Effect.fn("Runner.launch")(function*(context: RunContext) {
+    const launch = Effect.fn("Runner.launch")(function*(context: RunContext): Effect.fn.Return<RunHandle> {
       const log = new EventLog({
         chatId: context.chatId,
         runId: context.runId,
@@ -76,6 +91,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           Effect.withSpan("Runner.run", { attributes: { runId: context.runId } })
         )
       )
+      return handle(context.runId)
     })
 
     /** Interrupts a live run and waits until it is terminal; a finished run is left as it is. */
@@ -86,8 +102,13 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       if (Option.isSome(fiber)) yield* Fiber.interrupt(fiber.value)
     })
 
-    /** Aborts without waiting, in the runner's own scope: for callers that are going away (a disconnect). */
-    const abortInBackground = (runId: RunId, reason: AbortReason) => Effect.asVoid(Effect.forkIn(abort(runId, reason), scope))
+    /** The handle of a run, live here or not. */
+    const handle = (runId: RunId): RunHandle => ({
+      runId,
+      follow: (after, options) => events.follow(runId, after, options),
+      abort: (reason) => abort(runId, reason),
+      abortInBackground: (reason) => Effect.asVoid(Effect.forkIn(abort(runId, reason), scope))
+    })
 
     let draining = false
 
@@ -106,8 +127,8 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
 
     return {
       launch,
+      handle,
       abort,
-      abortInBackground,
       drain,
       isDraining: () => draining,
       isLive: live.has

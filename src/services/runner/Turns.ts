@@ -12,10 +12,11 @@ import type { NewTurn, StartRow } from "../TurnsRepo.ts"
 import { makeId } from "../Uuid.ts"
 import type { RunContext } from "./RunContext.ts"
 import { Runner } from "./Runner.ts"
+import type { RunHandle } from "./Runner.ts"
 
 /** A turn request's answer: its run, and whether the request repeated an earlier one. */
 export interface TurnStarted {
-  readonly runId: RunId
+  readonly run: RunHandle
   readonly deduplicated: boolean
 }
 
@@ -84,7 +85,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           if (row.existingFingerprint !== plan.fingerprint) {
             return yield* new IdempotencyKeyReused({ message: `idempotency key ${plan.idempotencyKey} was used for a different request` })
           }
-          return { runId: row.existingRunId as RunId, deduplicated: true }
+          return { run: runner.handle(row.existingRunId as RunId), deduplicated: true }
         }
         if (!turn.create) return yield* new ShuttingDown({ message: "the server is shutting down; try again shortly" })
         if (row.runningRunId !== null) {
@@ -115,8 +116,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           history,
           earlierMessages: row.earlierMessages
         }
-        yield* runner.launch(context)
-        return { runId, deduplicated: false }
+        return { run: yield* runner.launch(context), deduplicated: false }
       })
 
     const sendMessage = Effect.fn("Turns.sendMessage")(function*(chatId: ChatId, request: SendMessage) {

@@ -4,7 +4,6 @@ import { BuiltinStepsLive, servicesWith } from "../../../src/AppLayer.ts"
 import type { ChatId, MessageId } from "../../../src/domain/Ids.ts"
 import { Chats } from "../../../src/services/Chats.ts"
 import { ChatModel } from "../../../src/services/llm/ChatModel.ts"
-import { Runner } from "../../../src/services/runner/Runner.ts"
 import { Turns } from "../../../src/services/runner/Turns.ts"
 import { uuidv7At } from "../../../src/services/Uuid.ts"
 import { testConfig } from "../../support/TestConfig.ts"
@@ -84,7 +83,7 @@ for (const database of testDatabases) {
     it.effect("an abort closes the run, its steps, its generation, its text and its journal in one statement", () =>
       Effect.gen(function*() {
         const chat = yield* (yield* Chats).create({})
-        const { runId } = yield* (yield* Turns).sendMessage(chat.id as ChatId, {
+        const { run } = yield* (yield* Turns).sendMessage(chat.id as ChatId, {
           userMessageId: uuidv7At(Date.now()) as MessageId,
           content: "Hello",
           settings: { hang: true },
@@ -94,7 +93,7 @@ for (const database of testDatabases) {
         // The rows of the run's start are written behind; let them land.
         yield* Effect.sleep("300 millis")
         const before = statements.length
-        yield* (yield* Runner).abort(runId, "user")
+        yield* run.abort("user")
         const issued = statements.slice(before)
         expect(issued, issued.join("\n---\n")).toHaveLength(1)
         for (const table of ["pipeline_step_runs", "llm_generations", "message_variants", "pipeline_runs", "pipeline_run_events"]) {

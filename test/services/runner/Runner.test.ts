@@ -61,7 +61,7 @@ layer(services, { timeout: 60_000 })("the runner under TestClock", (it) => {
         onBusy: "reject",
         abortOnDisconnect: false
       })
-      const runId: RunId = started.runId
+      const runId: RunId = started.run.runId
       yield* advanceTo(40) // pre's own 40 ms
       yield* advanceTo(90)
       yield* advanceTo(170)
@@ -132,22 +132,22 @@ layer(timeoutServices, { timeout: 60_000 })("RUN_TIMEOUT_MS under TestClock", (i
       yield* advanceTo(140) // the second chunk; then silence
       yield* advanceTo(1000) // the deadline
       for (let i = 0; i < 100_000; i++) {
-        const [run] = yield* row("pipeline_runs", "id", started.runId)
+        const [run] = yield* row("pipeline_runs", "id", started.run.runId)
         if (run?.status !== "running") break
         yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
       }
-      const [run] = yield* row("pipeline_runs", "id", started.runId)
+      const [run] = yield* row("pipeline_runs", "id", started.run.runId)
       expect(run).toMatchObject({ status: "error", error_code: "run_timeout", abort_reason: null })
       expect(at(run!.finished_at)).toBe(1000)
-      const steps = yield* sql<Record<string, unknown>>`SELECT step_type, status, error_code FROM pipeline_step_runs WHERE run_id = ${started.runId} ORDER BY position`
+      const steps = yield* sql<Record<string, unknown>>`SELECT step_type, status, error_code FROM pipeline_step_runs WHERE run_id = ${started.run.runId} ORDER BY position`
       expect(steps).toEqual([
         { step_type: "pre", status: "done", error_code: null },
         { step_type: "llm", status: "error", error_code: "run_timeout" },
         { step_type: "post", status: "skipped", error_code: null }
       ])
-      const [generation] = yield* row("llm_generations", "run_id", started.runId)
+      const [generation] = yield* row("llm_generations", "run_id", started.run.runId)
       expect(generation).toMatchObject({ status: "error", error_code: "run_timeout" })
-      const events: ReadonlyArray<Record<string, unknown>> = yield* journalOf(started.runId)
+      const events: ReadonlyArray<Record<string, unknown>> = yield* journalOf(started.run.runId)
       expect(events.slice(-5).map((event) => [event.type, event.status ?? null, (event.error as { code?: string } | undefined)?.code ?? null])).toEqual([
         ["llm.stream.error", null, "run_timeout"],
         ["llm.stream.done", "error", null],

@@ -138,21 +138,21 @@ layer(shortLeases, { timeout: 60_000, excludeTestServices: true })("leases", (it
         onBusy: "reject",
         abortOnDisconnect: false
       })
-      const events = yield* (yield* Runs).events(started.runId, 0)
+      const events = yield* (yield* Runs).events(started.run.runId, 0)
       let deltas = 0
       yield* Stream.runForEach(events, (event) =>
         Effect.gen(function*() {
           if (event.type !== "llm.stream.delta" || ++deltas % 10 !== 0) return
           // Every 500 ms or so: the lease lies ahead, and a sweep leaves the run alone.
           const [run] = yield* sql<{ readonly lease: Date; readonly status: string }>`
-            SELECT lease_expires_at AS lease, status FROM pipeline_runs WHERE id = ${started.runId}`
+            SELECT lease_expires_at AS lease, status FROM pipeline_runs WHERE id = ${started.run.runId}`
           expect(run?.status).toBe("running")
           expect(run!.lease.getTime()).toBeGreaterThan(Date.now())
           expect(yield* (yield* Sweeper).sweep).toBe(0)
         }))
       expect(deltas).toBe(30)
       const [run] = yield* sql<{ readonly status: string; readonly lease: Date | null }>`
-        SELECT status, lease_expires_at AS lease FROM pipeline_runs WHERE id = ${started.runId}`
+        SELECT status, lease_expires_at AS lease FROM pipeline_runs WHERE id = ${started.run.runId}`
       expect(run).toEqual({ status: "done", lease: null })
     }))
 })
@@ -208,7 +208,7 @@ layer(renewing, { timeout: 60_000 })("leases under TestClock", (it) => {
       yield* advance(9000) // three leases of 3 s
       const now = yield* TestClock.currentTimeMillis
       const [live] = yield* sql<{ readonly status: string; readonly lease: Date }>`
-        SELECT status, lease_expires_at AS lease FROM pipeline_runs WHERE id = ${started.runId}`
+        SELECT status, lease_expires_at AS lease FROM pipeline_runs WHERE id = ${started.run.runId}`
       expect(live?.status).toBe("running")
       expect(live!.lease.getTime()).toBeGreaterThan(now)
       const other = yield* Effect.map(Layer.build(Sweeper.Default.pipe(Layer.provide(Instance.Default))), (context) => Context.get(context, Sweeper))
@@ -218,6 +218,6 @@ layer(renewing, { timeout: 60_000 })("leases under TestClock", (it) => {
       expect(dead?.status).toBe("error")
       const terminal = yield* sql`SELECT seq FROM pipeline_run_events WHERE run_id = ${deadId} AND type = 'pipeline.run.error'`
       expect(terminal).toHaveLength(1)
-      yield* (yield* Runs).abort(started.runId, "user")
+      yield* (yield* Runs).abort(started.run.runId, "user")
     }).pipe(Effect.scoped))
 })
