@@ -7,7 +7,7 @@ import type { AbortReason, RunStatus, StepStatus } from "../domain/Run.ts"
 import type { EventRecord } from "../domain/RunEventJson.ts"
 
 /** A step row as it should be: inserted, or (while it is `running`) updated to this. */
-export interface StepRow {
+export interface StepState {
   readonly id: StepRunId
   readonly runId: RunId
   readonly stepType: string
@@ -21,7 +21,7 @@ export interface StepRow {
 }
 
 /** A generation row as it should be: inserted, or (while it is `streaming`) updated to this. */
-export interface GenerationRow {
+export interface GenerationState {
   readonly id: GenerationId
   readonly runId: RunId | null
   readonly stepRunId: StepRunId | null
@@ -61,8 +61,8 @@ export interface VariantUpdate {
 
 /** What one write carries, for any number of runs. */
 export interface Batch {
-  readonly steps: Map<StepRunId, StepRow>
-  readonly generations: Map<GenerationId, GenerationRow>
+  readonly steps: Map<StepRunId, StepState>
+  readonly generations: Map<GenerationId, GenerationState>
   readonly runs: Map<RunId, RunUpdate>
   readonly variants: Map<VariantId, VariantUpdate>
   readonly events: Array<{ readonly runId: RunId; readonly record: EventRecord }>
@@ -86,7 +86,7 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const steps = (rows: Iterable<StepRow>) =>
+    const steps = (rows: Iterable<StepState>) =>
       sql`steps AS (
         INSERT INTO pipeline_step_runs (id, run_id, step_type, position, status, label, output, error_code, error_message,
                                         started_at, finished_at)
@@ -111,7 +111,7 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
         WHERE pipeline_step_runs.status = 'running'
       )`
 
-    const generations = (rows: Iterable<GenerationRow>) =>
+    const generations = (rows: Iterable<GenerationState>) =>
       sql`generations AS (
         INSERT INTO llm_generations (id, run_id, step_run_id, chat_id, assistant_message_id, variant_id, status, provider, model,
                                      params, prompt_hash, prompt_snapshot, finish_reason, prompt_tokens, completion_tokens,

@@ -4,7 +4,7 @@ import type { ErrorInfo, Usage } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
 import type { PromptDraft } from "../domain/Prompt.ts"
 import { AppConfig } from "./AppConfig.ts"
-import type { Batch, GenerationRow } from "./BatchRepo.ts"
+import type { Batch, GenerationState } from "./BatchRepo.ts"
 import { InterruptionCause } from "./Interruption.ts"
 import { durably } from "./db/Unavailable.ts"
 import { sha256Of } from "./Hashing.ts"
@@ -63,7 +63,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         let text = ""
         let writtenLength = 0
         let finished: { readonly finishReason: string | null; readonly usage: Usage | null } | undefined
-        let row: GenerationRow = {
+        let row: GenerationState = {
           id: generationId,
           runId: request.runId ?? null,
           stepRunId: request.stepRunId ?? null,
@@ -193,7 +193,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
   dependencies: [WriteBehind.Default]
 }) {}
 
-type Outcome = Pick<GenerationRow, "status" | "finishReason" | "usage" | "error" | "finishedAt">
+type Outcome = Pick<GenerationState, "status" | "finishReason" | "usage" | "error" | "finishedAt">
 
 const outcomeOf = (
   exit: Exit.Exit<unknown, unknown>,

@@ -1,5 +1,5 @@
 import type { RunId, StepRunId, VariantId } from "../../domain/Ids.ts"
-import type { Batch, RunUpdate, StepRow } from "../BatchRepo.ts"
+import type { Batch, RunUpdate, StepState } from "../BatchRepo.ts"
 import type { WriteSource } from "../WriteBehind.ts"
 import { merge } from "../WriteBehind.ts"
 
@@ -10,7 +10,7 @@ import { merge } from "../WriteBehind.ts"
  */
 export class RunRows implements WriteSource {
   closed = false
-  private readonly steps = new Map<StepRunId, { row: StepRow; version: number; written: number }>()
+  private readonly steps = new Map<StepRunId, { row: StepState; version: number; written: number }>()
   private outcome: { update: RunUpdate; written: boolean } | undefined
   private finalText: { variantId: VariantId; content: string; written: boolean } | undefined
 
@@ -21,7 +21,7 @@ export class RunRows implements WriteSource {
     this.finalText = { variantId, content, written: false }
   }
 
-  step(row: StepRow) {
+  step(row: StepState) {
     const current = this.steps.get(row.id)
     this.steps.set(row.id, { row, version: (current?.version ?? 0) + 1, written: current?.written ?? 0 })
   }
