@@ -49,6 +49,9 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     const live = yield* LiveRuns
     const events = yield* RunEvents
     const fibers = yield* FiberMap.make<RunId>()
+    // Runs are forked with the runner's own context, not their caller's: a run must not keep the
+    // HTTP request that started it (its objects, its span, its log annotations) alive.
+    const runFork = yield* FiberMap.runtime(fibers)<never>()
     const scope = yield* Effect.scope
     // Runs still live when the service closes (the process is stopping) end `aborted (shutdown)`;
     // registered after the FiberMap, so it runs before the FiberMap interrupts them.
@@ -82,8 +85,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       const run: LiveRun = { log, abortReason: undefined }
       live.add(run)
       log.emit({ type: "pipeline.run.started", status: "running" })
-      yield* FiberMap.run(
-        fibers,
+      runFork(
         context.runId,
         runProgram(deps, context, run, new RunRows(context.runId)).pipe(
           Effect.ensuring(Effect.sync(() => live.remove(context.runId))),
