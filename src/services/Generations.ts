@@ -5,7 +5,7 @@ import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } fro
 import type { PromptDraft } from "../domain/Prompt.ts"
 import { AppConfig } from "./AppConfig.ts"
 import type { Batch, GenerationState } from "./BatchRepo.ts"
-import { InterruptionCause } from "./Interruption.ts"
+import { runTimeoutError } from "./Interruption.ts"
 import { durably } from "./db/Unavailable.ts"
 import { sha256Of } from "./Hashing.ts"
 import { ChatModel } from "./llm/ChatModel.ts"
@@ -57,7 +57,6 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
     const run = (request: GenerateRequest, sink: GenerationSink): Effect.Effect<void, GenerationFailed> =>
       Effect.gen(function*() {
         const generationId = yield* makeId<GenerationId>()
-        const interruption = yield* InterruptionCause
         const clock = yield* Effect.clock
         const modelName = typeof request.settings.model === "string" ? request.settings.model : model.model
         let text = ""
@@ -111,7 +110,8 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         // `post`); on its own, a generation is written before it ends.
         const close = (exit: Exit.Exit<unknown, unknown>) =>
           Effect.gen(function*() {
-            row = { ...row, ...outcomeOf(exit, finished, interruption.error, yield* currentDate) }
+            const timedOut = Exit.isFailure(exit) ? runTimeoutError(exit.cause, config.runTimeoutMs) : undefined
+            row = { ...row, ...outcomeOf(exit, finished, timedOut, yield* currentDate) }
             rowVersion++
             source.closed = true
             if (request.runId === undefined) yield* durably(writeBehind.flush)

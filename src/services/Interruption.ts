@@ -1,12 +1,15 @@
-import { Context } from "effect"
+import { Cause, FiberId, HashSet } from "effect"
 import type { ErrorInfo } from "../domain/Generation.ts"
 
 /**
- * Why a run's fiber is being interrupted when it is not an abort: a run that outlived
- * `RUN_TIMEOUT_MS` is interrupted like an aborted one, but its steps and generation must end
- * `error` (`run_timeout`), not `aborted`. The runner provides a fresh box per run and fills it
- * before it interrupts; finalizers read it. Nobody writes to the default.
+ * Who interrupts a run that outlived `RUN_TIMEOUT_MS`. A timed-out run is interrupted as an
+ * aborted one is, but its steps and generation must end `error` (`run_timeout`), not `aborted`:
+ * the interruption itself says which it was, through its interruptor.
  */
-export class InterruptionCause extends Context.Reference<InterruptionCause>()("turn-runner/InterruptionCause", {
-  defaultValue: (): { error: ErrorInfo | undefined } => Object.freeze({ error: undefined })
-}) {}
+export const runTimeout: FiberId.FiberId = FiberId.make(-1, 0)
+
+/** The error a run, step or generation records when `cause` is the run timeout's interruption. */
+export const runTimeoutError = (cause: Cause.Cause<unknown>, timeoutMs: number): ErrorInfo | undefined =>
+  HashSet.has(Cause.interruptors(cause), runTimeout)
+    ? { code: "run_timeout", message: `the run took longer than ${timeoutMs} ms` }
+    : undefined

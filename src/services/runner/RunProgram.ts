@@ -9,7 +9,7 @@ import type { StepType } from "../../domain/Run.ts"
 import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
 import { durably } from "../db/Unavailable.ts"
 import type { Generations } from "../Generations.ts"
-import { InterruptionCause } from "../Interruption.ts"
+import { runTimeout, runTimeoutError } from "../Interruption.ts"
 import { makeId } from "../Uuid.ts"
 import type { WriteBehind } from "../WriteBehind.ts"
 import type { LiveRun } from "./LiveRuns.ts"
@@ -54,9 +54,8 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
   const clock = log.clock
   const now = () => new Date(clock.unsafeCurrentTimeMillis())
   const reached = new Set<StepType>()
-  const interruption: { error: ErrorInfo | undefined } = { error: undefined }
   /** A failure's error, or for an interruption the reason it was not an abort (a timeout). */
-  const errorFor = (cause: Cause.Cause<unknown>) => errorOf(cause) ?? interruption.error
+  const errorFor = (cause: Cause.Cause<unknown>) => errorOf(cause) ?? runTimeoutError(cause, deps.runTimeoutMs)
 
   const stepRow = (ref: StepRef, label: string, startedAt: Date) => ({
     id: ref.stepRunId,
@@ -194,19 +193,15 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
     yield* deps.writeBehind.add(rows)
     yield* deps.writeBehind.add(log)
-    // RUN_TIMEOUT_MS: a watchdog interrupts the run as an abort would, having said why.
+    // RUN_TIMEOUT_MS: a watchdog interrupts the run as an abort would, as the run timeout.
     yield* Effect.withFiberRuntime<void, never, Scope.Scope>((self) =>
       Effect.sleep(deps.runTimeoutMs).pipe(
-        Effect.zipRight(Effect.sync(() => {
-          interruption.error = { code: "run_timeout", message: `the run took longer than ${deps.runTimeoutMs} ms` }
-        })),
-        Effect.zipRight(Fiber.interruptFork(self)),
+        Effect.zipRight(Fiber.interruptAsFork(self, runTimeout)),
         Effect.forkScoped,
         Effect.asVoid
       ))
     yield* steps
   }).pipe(
-    Effect.provideService(InterruptionCause, interruption),
     Effect.scoped,
     Effect.onExit(finalize)
   )
