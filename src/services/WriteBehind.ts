@@ -1,7 +1,8 @@
-import { Clock, Effect } from "effect"
+import { Cause, Clock, Effect } from "effect"
 import { AppConfig } from "./AppConfig.ts"
 import { BatchRepo, emptyBatch, isEmpty } from "./BatchRepo.ts"
 import type { Batch } from "./BatchRepo.ts"
+import { isDatabaseUnavailable } from "./db/Unavailable.ts"
 
 /**
  * Something a live run keeps in memory until it is written (its rows, its event journal, its
@@ -31,23 +32,52 @@ export class WriteBehind extends Effect.Service<WriteBehind>()("turn-runner/Writ
     const writing = yield* Effect.makeSemaphore(1)
     const kicked = yield* Effect.makeLatch(false)
 
+    /**
+     * After a batch the database refused (not an outage: a constraint, say), each source alone, so
+     * that one run's bad row cannot hold every other run's writes back; what is refused again is
+     * logged and dropped.
+     */
+    const writeEach = (contributors: ReadonlyArray<WriteSource>, rowsOnly: boolean) =>
+      Effect.forEach(contributors, (source) =>
+        Effect.suspend(() => {
+          const own = emptyBatch()
+          const done = source.take(own, rowsOnly)
+          if (done === undefined) return Effect.void
+          return repo.write(own).pipe(
+            Effect.catchAllDefect((defect) =>
+              isDatabaseUnavailable(defect)
+                ? Effect.die(defect)
+                : Effect.logError("the database refused a run's pending writes; they are dropped", Cause.die(defect))
+            ),
+            Effect.zipRight(Effect.sync(done))
+          )
+        }), { discard: true })
+
     const write = (rowsOnly: boolean) =>
       writing.withPermits(1)(Effect.suspend(() => {
         const batch = emptyBatch()
         const written: Array<() => void> = []
+        const contributors: Array<WriteSource> = []
         const finished: Array<WriteSource> = []
         for (const source of sources) {
           if (source.closed && !rowsOnly) finished.push(source)
           const done = source.take(batch, rowsOnly)
-          if (done !== undefined) written.push(done)
+          if (done === undefined) continue
+          written.push(done)
+          contributors.push(source)
         }
-        const settle = () => {
-          for (const done of written) done()
+        const drop = () => {
           for (const source of finished) sources.delete(source)
         }
-        if (isEmpty(batch)) return Effect.sync(settle)
+        if (isEmpty(batch)) return Effect.sync(drop)
         // Uninterruptible: a write cut off mid-way may still commit, and would then be repeated.
-        return Effect.uninterruptible(Effect.zipRight(repo.write(batch), Effect.sync(settle)))
+        return Effect.uninterruptible(repo.write(batch).pipe(
+          Effect.zipRight(Effect.sync(() => {
+            for (const done of written) done()
+          })),
+          Effect.catchAllDefect((defect) => isDatabaseUnavailable(defect) ? Effect.die(defect) : writeEach(contributors, rowsOnly)),
+          Effect.zipRight(Effect.sync(drop))
+        ))
       }))
 
     // Rows as soon as they change, everything every interval; what failed stays pending.

@@ -20,7 +20,8 @@ const PersonaPre = Layer.succeed(PreStep, {
   run: (context) =>
     Effect.succeed({
       value: { messages: [{ role: "system" as const, content: "Talk like a pirate." }, { role: "user" as const, content: `Run ${context.runId}` }] },
-      output: { persona: "pirate" }
+      // A step may say more than a row keeps (8 KiB): `settings.verbose` makes it.
+      output: context.settings.verbose === true ? { persona: "pirate", notes: "arr ".repeat(5000) } : { persona: "pirate" }
     })
 })
 
@@ -49,5 +50,22 @@ layer(Embedded, { timeout: 60_000, excludeTestServices: true })("embedding the r
       // The model saw the custom prompt: the local model quotes the last user message.
       const text = events.flatMap((event) => event.type === "llm.stream.delta" ? [event.content] : []).join("")
       expect(text).toContain(`Run ${started.run.runId}`)
+    }))
+
+  it.effect("a step output larger than a row keeps is recorded as its size, and the run ends done", () =>
+    Effect.gen(function*() {
+      const chat = yield* (yield* Chats).create({ title: "verbose" })
+      const started = yield* (yield* Turns).sendMessage(chat.id as ChatId, {
+        userMessageId: uuidv7At(Date.now()) as MessageId,
+        content: "Ahoy",
+        settings: { max_tokens: 2, local: { tokenDelayMs: 0 }, verbose: true },
+        onBusy: "reject",
+        abortOnDisconnect: false
+      })
+      const events = Chunk.toArray(yield* Stream.runCollect(yield* (yield* Runs).events(started.run.runId, 0)))
+      expect(events.at(-1)?.type).toBe("pipeline.run.done")
+      const snapshot = yield* (yield* Runs).snapshot(started.run.runId)
+      expect(snapshot.run.status).toBe("done")
+      expect(snapshot.steps[0]).toMatchObject({ stepType: "pre", status: "done", output: { truncated: true } })
     }))
 })

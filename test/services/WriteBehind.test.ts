@@ -70,4 +70,46 @@ layer(writeBehind, { timeout: 60_000 })("the write-behind", (it) => {
       yield* TestClock.adjust(250)
       expect((yield* variants([a.assistantVariantId, b.assistantVariantId])).map((row) => row.content)).toEqual(["one more", "two more"])
     }))
+
+  it.effect("a source the database refuses is dropped and logged, and holds no other source back", () =>
+    Effect.gen(function*() {
+      const writer = yield* WriteBehind
+      const chat = yield* seedChat
+      const good = textOf(chat.assistantVariantId)
+      // A step row of a run that does not exist: its foreign key refuses the whole batch.
+      let refusedTakes = 0
+      let pending = true
+      const bad = {
+        closed: false,
+        take: (batch: Batch) => {
+          if (!pending) return undefined
+          refusedTakes++
+          batch.steps.set(chat.assistantVariantId as never, {
+            id: chat.assistantVariantId as never,
+            runId: chat.userMessageId as never,
+            stepType: "pre",
+            position: 0,
+            status: "done",
+            label: "pre",
+            output: null,
+            error: null,
+            startedAt: new Date(0),
+            finishedAt: new Date(0)
+          })
+          return () => {
+            pending = false
+          }
+        }
+      }
+      yield* writer.add(bad)
+      yield* writer.add(good.source)
+      good.state.text = "written anyway"
+      yield* writer.flush
+      expect((yield* variants([chat.assistantVariantId]))[0]!.content).toBe("written anyway")
+      // Tried in the batch, then alone, then dropped: the next writes do not try it again.
+      expect(refusedTakes).toBe(2)
+      yield* writer.flush
+      yield* writer.flush
+      expect(refusedTakes).toBe(2)
+    }))
 })

@@ -21,6 +21,18 @@ import type { RunRows } from "./RunRows.ts"
 
 const internalError: ErrorInfo = { code: "internal_error", message: "an internal error occurred" }
 
+/** A step row's `output` holds at most 8 KiB of JSON (spec 30); a larger one is recorded as its size. */
+const maxOutputBytes = 8 * 1024
+
+const boundedOutput = (output: unknown): unknown => {
+  if (output === undefined || output === null) return null
+  const json = JSON.stringify(output)
+  const bytes = Buffer.byteLength(json)
+  // Postgres prints jsonb with a space after every `:` and `,`: count them as it will.
+  const stored = bytes + (json.match(/[:,]/g)?.length ?? 0)
+  return stored <= maxOutputBytes ? output : { truncated: true, bytes }
+}
+
 /** The `{code, message}` a failed step or run records; `undefined` for an interruption. */
 const errorOf = (cause: Cause.Cause<unknown>): ErrorInfo | undefined => {
   if (Cause.isInterruptedOnly(cause)) return undefined
@@ -86,7 +98,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
             rows.step({
               ...stepRow(ref, label, startedAt),
               status,
-              output: Exit.isSuccess(exit) ? exit.value.output : null,
+              output: Exit.isSuccess(exit) ? boundedOutput(exit.value.output) : null,
               error: error ?? null,
               finishedAt
             })
