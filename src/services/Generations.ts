@@ -1,4 +1,4 @@
-import { Cause, Clock, Effect, Exit, Mailbox, Stream } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Mailbox, Stream } from "effect"
 import { GenerationFailed } from "../domain/Generation.ts"
 import type { ErrorInfo, Usage } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
@@ -38,6 +38,12 @@ export type GenerationEvent =
 
 const currentDate = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
 
+/** A generation the idle watchdog listens to. */
+interface Listening {
+  lastHeardAt: number
+  readonly silent: () => void
+}
+
 /**
  * The chat-core's streaming generation (spec 30, `llm`). `run` creates the `llm_generations` row,
  * streams the model's answer into a sink, writes the text to the variant at most once per
@@ -49,10 +55,36 @@ const currentDate = Effect.map(Clock.currentTimeMillis, (millis) => new Date(mil
  * costs no Effect stage. `generate` offers the same answer as a `Stream`.
  */
 export class Generations extends Effect.Service<Generations>()("turn-runner/Generations", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const config = yield* AppConfig
     const model = yield* ChatModel
     const writeBehind = yield* WriteBehind
+
+    // LLM_IDLE_TIMEOUT_MS: one watchdog for every generation, waking when the nearest silence
+    // could be over. A generation heard later than the others has a later deadline, so one that
+    // starts while the watchdog sleeps never needs it sooner.
+    const listening = new Set<Listening>()
+    const listened = yield* Effect.makeLatch(false)
+    yield* Effect.gen(function*() {
+      while (true) {
+        if (listening.size === 0) {
+          listened.unsafeClose()
+          yield* listened.await
+          continue
+        }
+        const now = yield* Clock.currentTimeMillis
+        let nearest = Infinity
+        for (const generation of listening) {
+          const deadline = generation.lastHeardAt + config.llmIdleTimeoutMs
+          if (deadline > now) nearest = Math.min(nearest, deadline)
+          else {
+            listening.delete(generation)
+            generation.silent()
+          }
+        }
+        if (nearest !== Infinity) yield* Effect.sleep(nearest - now)
+      }
+    }).pipe(Effect.forkScoped)
 
     const run = (request: GenerateRequest, sink: GenerationSink): Effect.Effect<void, GenerationFailed> =>
       Effect.gen(function*() {
@@ -142,19 +174,36 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           }).pipe(Effect.forkScoped)
         }
 
-        let lastHeardAt = clock.unsafeCurrentTimeMillis()
+        // The model answers in a fiber of its own; the generation ends with it, or when the
+        // watchdog finds it silent.
+        const outcome = yield* Deferred.make<void, GenerationFailed>()
+        const listener: Listening = {
+          lastHeardAt: clock.unsafeCurrentTimeMillis(),
+          silent: () =>
+            Deferred.unsafeDone(
+              outcome,
+              Exit.fail(new GenerationFailed({ code: "upstream_timeout", message: `no answer from the model for ${config.llmIdleTimeoutMs} ms` }))
+            )
+        }
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            listening.add(listener)
+            listened.unsafeOpen()
+          }),
+          () => Effect.sync(() => listening.delete(listener))
+        )
         const answer = model.stream(request.prompt, request.settings, {
           heard: () => {
-            lastHeardAt = clock.unsafeCurrentTimeMillis()
+            listener.lastHeardAt = clock.unsafeCurrentTimeMillis()
           },
           delta: (content) => {
-            lastHeardAt = clock.unsafeCurrentTimeMillis()
+            listener.lastHeardAt = clock.unsafeCurrentTimeMillis()
             if (config.deltaCoalesceMs <= 0) return emit(content)
             if (held === "") window.unsafeOpen()
             held += content
           },
           finish: (finishReason, usage) => {
-            lastHeardAt = clock.unsafeCurrentTimeMillis()
+            listener.lastHeardAt = clock.unsafeCurrentTimeMillis()
             if (held !== "") {
               emit(held)
               held = ""
@@ -163,17 +212,8 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             sink.finished(finishReason, usage)
           }
         })
-        // LLM_IDLE_TIMEOUT_MS: one watchdog per generation, waking when the silence could be over.
-        const silence = Effect.gen(function*() {
-          while (true) {
-            const silentMs = clock.unsafeCurrentTimeMillis() - lastHeardAt
-            if (silentMs >= config.llmIdleTimeoutMs) {
-              return yield* new GenerationFailed({ code: "upstream_timeout", message: `no answer from the model for ${config.llmIdleTimeoutMs} ms` })
-            }
-            yield* Effect.sleep(config.llmIdleTimeoutMs - silentMs)
-          }
-        })
-        yield* Effect.raceFirst(answer, silence)
+        yield* answer.pipe(Effect.exit, Effect.flatMap((exit) => Deferred.done(outcome, exit)), Effect.forkScoped)
+        yield* Deferred.await(outcome)
       }).pipe(Effect.scoped)
 
     /** The same generation as a `Stream`: for programs that consume it as values. */

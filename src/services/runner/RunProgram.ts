@@ -1,5 +1,4 @@
-import { Cause, Effect, Exit, Fiber, Option } from "effect"
-import type { Scope } from "effect"
+import { Cause, Effect, Exit, Option } from "effect"
 import { GenerationFailed } from "../../domain/Generation.ts"
 import type { ErrorInfo } from "../../domain/Generation.ts"
 import type { StepRunId } from "../../domain/Ids.ts"
@@ -9,7 +8,7 @@ import type { StepType } from "../../domain/Run.ts"
 import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
 import { durably } from "../db/Unavailable.ts"
 import type { Generations } from "../Generations.ts"
-import { runTimeout, runTimeoutError } from "../Interruption.ts"
+import { runTimeoutError } from "../Interruption.ts"
 import { makeId } from "../Uuid.ts"
 import type { WriteBehind } from "../WriteBehind.ts"
 import type { LiveRun } from "./LiveRuns.ts"
@@ -205,13 +204,6 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
     yield* deps.writeBehind.add(rows)
     yield* deps.writeBehind.add(log)
-    // RUN_TIMEOUT_MS: a watchdog interrupts the run as an abort would, as the run timeout.
-    yield* Effect.withFiberRuntime<void, never, Scope.Scope>((self) =>
-      Effect.sleep(deps.runTimeoutMs).pipe(
-        Effect.zipRight(Fiber.interruptAsFork(self, runTimeout)),
-        Effect.forkScoped,
-        Effect.asVoid
-      ))
     yield* steps
   }).pipe(
     Effect.scoped,

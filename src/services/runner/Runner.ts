@@ -6,6 +6,7 @@ import { builtinPipeline } from "../../domain/Run.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Generations } from "../Generations.ts"
 import { RunsRepo } from "../RunsRepo.ts"
+import { runTimeout } from "../Interruption.ts"
 import { WriteBehind } from "../WriteBehind.ts"
 import { EventLog } from "./EventLog.ts"
 import { LiveRuns } from "./LiveRuns.ts"
@@ -61,6 +62,31 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       })
     )
 
+    // RUN_TIMEOUT_MS (spec 10, "Timeouts"): one watchdog for every run, interrupting a run that
+    // outlived it as an abort would, as the run timeout. Every run has the same timeout, so the
+    // deadlines come in the order the runs started: the first is the nearest.
+    const deadlines = new Map<RunId, number>()
+    const deadlineAdded = yield* Effect.makeLatch(false)
+    yield* Effect.gen(function*() {
+      while (true) {
+        const first = deadlines.entries().next()
+        if (first.done) {
+          deadlineAdded.unsafeClose()
+          yield* deadlineAdded.await
+          continue
+        }
+        const [runId, deadline] = first.value
+        const wait = deadline - (yield* Clock.currentTimeMillis)
+        if (wait > 0) {
+          yield* Effect.sleep(wait)
+          continue
+        }
+        deadlines.delete(runId)
+        const fiber = FiberMap.unsafeGet(fibers, runId)
+        if (Option.isSome(fiber)) yield* Fiber.interruptAsFork(fiber.value, runTimeout)
+      }
+    }).pipe(Effect.forkScoped)
+
     // Leases (spec 10, "Crash safety"): while this process lives its runs' leases keep moving
     // ahead; once it dies they expire and any instance's sweeper closes the runs.
     yield* Effect.flatMap(Clock.currentTimeMillis, (at) => runs.renewLeases(live.ids(), new Date(at + config.leaseTtlMs))).pipe(
@@ -84,11 +110,16 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       }, yield* Effect.clock)
       const run: LiveRun = { log, abortReason: undefined }
       live.add(run)
+      deadlines.set(context.runId, context.startedAt.getTime() + config.runTimeoutMs)
+      deadlineAdded.unsafeOpen()
       log.emit({ type: "pipeline.run.started", status: "running" })
       runFork(
         context.runId,
         runProgram(deps, context, run, new RunRows(context.runId)).pipe(
-          Effect.ensuring(Effect.sync(() => live.remove(context.runId))),
+          Effect.ensuring(Effect.sync(() => {
+            live.remove(context.runId)
+            deadlines.delete(context.runId)
+          })),
           Effect.annotateLogs({ runId: context.runId, chatId: context.chatId }),
           Effect.withSpan("Runner.run", { attributes: { runId: context.runId } })
         )
