@@ -7,6 +7,7 @@ import { Instance } from "./services/Instance.ts"
 import { LanguageModelLive } from "./services/llm/LanguageModelLive.ts"
 import { PostStep, PostStepLive } from "./services/runner/PostStep.ts"
 import { PreStep, PreStepLive } from "./services/runner/PreStep.ts"
+import { BatchRepo } from "./services/BatchRepo.ts"
 import { Journal } from "./services/journal/Journal.ts"
 import { LiveRuns } from "./services/runner/LiveRuns.ts"
 import { RunEvents } from "./services/runner/RunEvents.ts"
@@ -25,7 +26,7 @@ export const BuiltinStepsLive = Layer.merge(PreStepLive, PostStepLive)
  * running; needs `AppConfig`, a `SqlClient` and a model.
  */
 export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>) => {
-  const core = Layer.mergeAll(ChatsRepo.Default, RunsRepo.Default, Journal.Default, WriteBehind.Default, Generations.Default, Instance.Default, LiveRuns.Default)
+  const core = Layer.mergeAll(ChatsRepo.Default, RunsRepo.Default, Journal.Default, BatchRepo.Default, WriteBehind.Default, Generations.Default, Instance.Default, LiveRuns.Default)
   const runner = Runner.Default.pipe(Layer.provide(steps))
   const sweeping = SweeperLoop.pipe(Layer.provideMerge(Sweeper.Default))
   return Layer.mergeAll(Chats.Default, Turns.Default, Runs.Default, sweeping).pipe(

@@ -29,7 +29,7 @@ export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
         Effect.gen(function*() {
           const request = yield* HttpServerRequest.HttpServerRequest
           const after = yield* resumeAfter(request.headers["last-event-id"], urlParams.after)
-          yield* runs.snapshot(path.runId)
+          yield* runs.exists(path.runId)
           return runEventsResponse((options) => events.follow(path.runId, after, options), {
             keepAliveMs: config.sseKeepaliveMs,
             gzip: acceptsGzip(request.headers["accept-encoding"])

@@ -3,7 +3,6 @@ import { Effect, Option, Schema } from "effect"
 import { StepRunId } from "../../domain/Ids.ts"
 import type { RunId } from "../../domain/Ids.ts"
 import { Envelope, RunEventType } from "../../domain/RunEvent.ts"
-import type { EventRecord } from "../../domain/RunEventJson.ts"
 import { RunEventJson } from "../../domain/RunEventJson.ts"
 
 /** One event as every consumer receives it: its `seq`, its type and its JSON text. */
@@ -30,23 +29,14 @@ const decodeEvents = Schema.decodeUnknown(Schema.Array(EventRow))
 const decodeEnvelope = Schema.decodeUnknown(Schema.Array(EnvelopeRow))
 
 /**
- * The event journal `pipeline_run_events` (spec 60, "Journal and resume"): rows hold what varies
- * per event; reading puts the run's envelope back, so every consumer gets the bytes that were sent.
+ * Reading the event journal `pipeline_run_events` (spec 60, "Journal and resume"; `BatchRepo` writes
+ * it): rows hold what varies per event; reading puts the run's envelope back, so every consumer gets the bytes that were sent.
  * The generation is named from the run's `llm.stream.meta` on (or from `generation_seq`, which the
  * sweeper sets when it closes a run whose first generation event was never journaled).
  */
 export class Journal extends Effect.Service<Journal>()("turn-runner/Journal", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-
-    /** Events of any runs in one statement; a row already written (a repeated write) is kept. */
-    const append = (rows: ReadonlyArray<{ readonly runId: RunId; readonly record: EventRecord }>) =>
-      rows.length === 0 ? Effect.void : sql`
-        INSERT INTO pipeline_run_events (run_id, seq, type, at, data)
-        SELECT r, s, t, a, d FROM json_to_recordset(${
-        JSON.stringify(rows.map(({ record, runId }) => ({ r: runId, s: record.seq, t: record.type, a: new Date(record.at), d: record.data })))
-      }::json) AS x(r uuid, s integer, t text, a timestamptz, d text)
-        ON CONFLICT (run_id, seq) DO NOTHING`.pipe(Effect.asVoid, Effect.orDie)
 
     const envelopeOf = (runId: RunId) =>
       sql`SELECT r.chat_id AS "chatId", r.id AS "runId", r.pipeline_id AS "pipelineId", r.pipeline_name AS "pipelineName",
@@ -92,6 +82,6 @@ export class Journal extends Effect.Service<Journal>()("turn-runner/Journal", {
         Effect.orDie
       )
 
-    return { append, read, terminalSeq, lastSeq } as const
+    return { read, terminalSeq, lastSeq } as const
   })
 }) {}

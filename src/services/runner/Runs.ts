@@ -58,6 +58,6 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       return yield* abort(runId, reason)
     })
 
-    return { snapshot, list, events: eventsOf, follow, abort, abortGeneration } as const
+    return { snapshot, exists, list, events: eventsOf, follow, abort, abortGeneration } as const
   })
 }) {}

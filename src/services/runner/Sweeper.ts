@@ -3,9 +3,10 @@ import { Clock, Duration, Effect, Layer, Schedule } from "effect"
 import type { GenerationId, RunId, StepRunId } from "../../domain/Ids.ts"
 import { stepOrder } from "../../domain/Run.ts"
 import type { StepType } from "../../domain/Run.ts"
-import type { Envelope, RunEventBody, StepRef } from "../../domain/RunEvent.ts"
+import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
 import type { EventRecord } from "../../domain/RunEventJson.ts"
 import { dataOf } from "../../domain/RunEventJson.ts"
+import { BatchRepo, emptyBatch } from "../BatchRepo.ts"
 import { Journal } from "../journal/Journal.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Instance } from "../Instance.ts"
@@ -14,7 +15,8 @@ import { Runner } from "./Runner.ts"
 
 const interrupted = { code: "run_interrupted", message: "the process running this turn stopped before it ended" }
 
-interface ExpiredRun extends Envelope {
+interface ExpiredRun {
+  readonly generationId: GenerationId | null
   readonly ownerInstance: string | null
 }
 
@@ -31,6 +33,7 @@ export class Sweeper extends Effect.Service<Sweeper>()("turn-runner/Sweeper", {
     const runner = yield* Runner
     const instance = yield* Instance
     const journal = yield* Journal
+    const batches = yield* BatchRepo
 
     const closeOne = (runId: RunId, sweptAt: Date) =>
       sql.withTransaction(Effect.gen(function*() {
@@ -39,10 +42,7 @@ export class Sweeper extends Effect.Service<Sweeper>()("turn-runner/Sweeper", {
           SET status = 'error', error_code = ${interrupted.code}, error_message = ${interrupted.message},
               finished_at = ${sweptAt}, lease_expires_at = NULL
           WHERE id = ${runId} AND status = 'running' AND lease_expires_at < ${sweptAt}
-          RETURNING id AS "runId", chat_id AS "chatId", pipeline_id AS "pipelineId", pipeline_name AS "pipelineName",
-                    trigger, user_message_id AS "userMessageId", assistant_message_id AS "assistantMessageId",
-                    assistant_variant_id AS "assistantVariantId", generation_id AS "generationId",
-                    owner_instance AS "ownerInstance"`
+          RETURNING generation_id AS "generationId", owner_instance AS "ownerInstance"`
         if (run === undefined) return false // another sweeper was first, or the owner renewed it
         const openSteps = yield* sql<{ readonly id: StepRunId; readonly stepType: StepType; readonly startedAt: Date }>`
           UPDATE pipeline_step_runs SET status = 'error', error_code = ${interrupted.code},
@@ -84,7 +84,7 @@ export class Sweeper extends Effect.Service<Sweeper>()("turn-runner/Sweeper", {
                      WHERE id = ${runId} AND generation_seq IS NULL AND NOT EXISTS (
                        SELECT 1 FROM pipeline_run_events WHERE run_id = ${runId} AND type = 'llm.stream.meta')`
         }
-        yield* journal.append(closing.map((record) => ({ runId, record })))
+        yield* batches.write({ ...emptyBatch(), events: closing.map((record) => ({ runId, record })) })
         yield* Effect.logWarning("swept an interrupted run").pipe(
           Effect.annotateLogs({ runId, owner: run.ownerInstance ?? "unknown" })
         )
