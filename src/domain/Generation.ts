@@ -5,6 +5,7 @@ import { GenerationId, RunId } from "./Ids.ts"
 export const FailureCode = Schema.Literal(
   "aborted",
   "llm_error",
+  "rate_limited",
   "upstream_timeout",
   "upstream_unavailable",
   "run_timeout",
@@ -34,7 +35,9 @@ export class Generation extends Schema.Class<Generation>("Generation")({
   finishedAt: Schema.NullOr(Schema.Date),
   finishReason: Schema.NullOr(Schema.String),
   usage: Schema.NullOr(Usage),
-  error: Schema.NullOr(ErrorInfo)
+  error: Schema.NullOr(ErrorInfo),
+  /** Upstream requests made: 1, plus one per retry before the first token (spec 90). */
+  attempts: Schema.Int
 }) {}
 
 /** A generation that did not end well; `code` is one of `FailureCode`. */

@@ -13,7 +13,11 @@ const llm = Config.all({
   provider: Config.literal("local", "openai")("LLM_PROVIDER").pipe(Config.withDefault("local" as const)),
   baseUrl: Config.url("OPENAI_BASE_URL").pipe(Config.withDefault(new URL("https://api.openai.com/v1"))),
   apiKey: Config.option(Config.redacted("OPENAI_API_KEY")),
-  model: Config.option(Config.nonEmptyString("LLM_MODEL"))
+  model: Config.option(Config.nonEmptyString("LLM_MODEL")),
+  maxRetries: Config.integer("LLM_MAX_RETRIES").pipe(
+    Config.validate({ message: "Expected a non-negative integer", validation: (n) => n >= 0 }),
+    Config.withDefault(2)
+  )
 }).pipe(
   Config.mapOrFail((llm) =>
     llm.provider === "openai" && Option.isNone(llm.apiKey) && !isLoopback(llm.baseUrl)
@@ -22,7 +26,8 @@ const llm = Config.all({
         provider: llm.provider,
         baseUrl: llm.baseUrl.href.replace(/\/+$/, ""),
         apiKey: Option.getOrUndefined(llm.apiKey),
-        model: Option.getOrElse(llm.model, () => llm.provider === "local" ? "local-echo" : "gpt-4o-mini")
+        model: Option.getOrElse(llm.model, () => llm.provider === "local" ? "local-echo" : "gpt-4o-mini"),
+        maxRetries: llm.maxRetries
       })
   )
 )

@@ -37,6 +37,8 @@ export interface GenerationState {
   readonly finishReason: string | null
   readonly usage: Usage | null
   readonly error: ErrorInfo | null
+  /** Upstream requests made (spec 90). */
+  readonly attempts: number
   readonly startedAt: Date
   readonly finishedAt: Date | null
 }
@@ -115,10 +117,10 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
       sql`generations AS (
         INSERT INTO llm_generations (id, run_id, step_run_id, chat_id, assistant_message_id, variant_id, status, provider, model,
                                      params, prompt_hash, prompt_snapshot, finish_reason, prompt_tokens, completion_tokens,
-                                     error_code, error_message, started_at, finished_at)
+                                     error_code, error_message, attempts, started_at, finished_at)
         SELECT x.id, x.run_id, x.step_run_id, x.chat_id, x.assistant_message_id, x.variant_id, x.status, x.provider, x.model,
                x.params, x.prompt_hash, x.prompt_snapshot, x.finish_reason, x.prompt_tokens, x.completion_tokens,
-               x.error_code, x.error_message, x.started_at, x.finished_at
+               x.error_code, x.error_message, x.attempts, x.started_at, x.finished_at
         FROM json_to_recordset(${json([...rows].map((g) => ({
         id: g.id,
         run_id: g.runId,
@@ -137,15 +139,17 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
         completion_tokens: g.usage?.completionTokens ?? null,
         error_code: g.error?.code ?? null,
         error_message: g.error?.message ?? null,
+        attempts: g.attempts,
         started_at: g.startedAt,
         finished_at: g.finishedAt
       })))}::json) AS x(id uuid, run_id uuid, step_run_id uuid, chat_id uuid, assistant_message_id uuid, variant_id uuid,
                         status text, provider text, model text, params jsonb, prompt_hash text, prompt_snapshot jsonb,
                         finish_reason text, prompt_tokens integer, completion_tokens integer, error_code text,
-                        error_message text, started_at timestamptz, finished_at timestamptz)
+                        error_message text, attempts integer, started_at timestamptz, finished_at timestamptz)
         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, finish_reason = EXCLUDED.finish_reason,
           prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
-          error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message, finished_at = EXCLUDED.finished_at
+          error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message, attempts = EXCLUDED.attempts,
+          finished_at = EXCLUDED.finished_at
         WHERE llm_generations.status = 'streaming'
       )`
 

@@ -110,6 +110,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           finishReason: null,
           usage: null,
           error: null,
+          attempts: 1,
           startedAt: yield* currentDate,
           finishedAt: null
         }
@@ -201,6 +202,16 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             if (config.deltaCoalesceMs <= 0) return emit(content)
             if (held === "") window.unsafeOpen()
             held += content
+          },
+          waiting: (afterMs) => {
+            // The wait before the next request is not silence; that request's own is.
+            listener.lastHeardAt = clock.unsafeCurrentTimeMillis() + afterMs
+          },
+          retried: () => {
+            listener.lastHeardAt = clock.unsafeCurrentTimeMillis()
+            row = { ...row, attempts: row.attempts + 1 }
+            rowVersion++
+            writeBehind.soon()
           },
           finish: (finishReason, usage) => {
             listener.lastHeardAt = clock.unsafeCurrentTimeMillis()

@@ -17,6 +17,7 @@ export interface GenerationRow {
   readonly completionTokens: number | null
   readonly errorCode: string | null
   readonly errorMessage: string | null
+  readonly attempts: number
 }
 
 export const generationFromRow = (row: GenerationRow): Generation =>
@@ -32,12 +33,13 @@ export const generationFromRow = (row: GenerationRow): Generation =>
     usage: row.promptTokens === null && row.completionTokens === null
       ? null
       : { promptTokens: row.promptTokens ?? 0, completionTokens: row.completionTokens ?? 0 },
-    error: row.errorCode === null ? null : { code: row.errorCode, message: row.errorMessage ?? "" }
+    error: row.errorCode === null ? null : { code: row.errorCode, message: row.errorMessage ?? "" },
+    attempts: row.attempts
   })
 
 export const generationColumns = `g.id, g.run_id AS "runId", g.status, g.provider, g.model, g.started_at AS "startedAt",
   g.finished_at AS "finishedAt", g.finish_reason AS "finishReason", g.prompt_tokens AS "promptTokens",
-  g.completion_tokens AS "completionTokens", g.error_code AS "errorCode", g.error_message AS "errorMessage"`
+  g.completion_tokens AS "completionTokens", g.error_code AS "errorCode", g.error_message AS "errorMessage", g.attempts`
 
 /** Reading `llm_generations` rows (they are written by the write-behind, `BatchRepo`). */
 export class GenerationsRepo extends Effect.Service<GenerationsRepo>()("turn-runner/GenerationsRepo", {

@@ -1,4 +1,4 @@
-import { Deferred, Effect, Exit } from "effect"
+import { Deferred, Effect, Exit, FiberId } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -14,9 +14,11 @@ export interface ReceivedRequest {
   readonly headers: Http.IncomingHttpHeaders
   /** The parsed JSON body, or the raw text when it is not JSON. */
   readonly body: unknown
+  /** When the request arrived (`Date.now()`). */
+  readonly receivedAt: number
 }
 
-/** What the fake answers to every request. */
+/** What the fake answers to a request. */
 export type Script =
   | {
     readonly _tag: "Stream"
@@ -29,15 +31,23 @@ export type Script =
     readonly dropAfter: number | undefined
   }
   | { readonly _tag: "Status"; readonly status: number; readonly body: unknown }
+  /** Any status, headers and body, sent verbatim. */
+  | { readonly _tag: "Raw"; readonly status: number; readonly headers: Readonly<Record<string, string>>; readonly body: string }
   /** Destroy the connection before any response. */
   | { readonly _tag: "HangUp" }
 
 export const stream = (
   events: ReadonlyArray<unknown>,
-  options: { readonly delayMs?: number; readonly stallAfter?: number; readonly dropAfter?: number } = {}
+  options: {
+    readonly delayMs?: number
+    readonly stallAfter?: number
+    readonly dropAfter?: number
+    /** End with `data: [DONE]` (the default) or just end the response. */
+    readonly done?: boolean
+  } = {}
 ): Script => ({
   _tag: "Stream",
-  events: [...events, "[DONE]"],
+  events: options.done === false ? events : [...events, "[DONE]"],
   delayMs: options.delayMs ?? 0,
   stallAfter: options.stallAfter,
   dropAfter: options.dropAfter
@@ -46,6 +56,8 @@ export const stream = (
 export const status = (status: number, body: unknown): Script => ({ _tag: "Status", status, body })
 
 export const hangUp: Script = { _tag: "HangUp" }
+
+export const raw = (status: number, headers: Readonly<Record<string, string>>, body: string): Script => ({ _tag: "Raw", status, headers, body })
 
 export interface Usage {
   readonly prompt_tokens: number
@@ -77,6 +89,10 @@ export interface FakeChatCompletions {
   /** Ends in `/v1`, like a provider's base URL. */
   readonly baseUrl: string
   readonly requests: Effect.Effect<ReadonlyArray<ReceivedRequest>>
+  /** From now on, the nth request gets the nth script (the last one repeats); requests are forgotten. */
+  readonly answer: (...scripts: ReadonlyArray<Script>) => Effect.Effect<void>
+  /** Completes once `count` requests have arrived (since the last `answer`). */
+  readonly received: (count: number) => Effect.Effect<void>
   readonly openSockets: Effect.Effect<number>
   /** Completed when the last open client socket closes: the observable effect of an aborted request. */
   readonly socketClosed: Deferred.Deferred<void>
@@ -101,11 +117,16 @@ const close = (server: Http.Server) =>
     server.close(() => resume(Effect.void))
   })
 
-/** Starts the fake for the current scope; closing the scope stops it and drops its sockets. */
-export const start = (script: Script): Effect.Effect<FakeChatCompletions, never, Scope.Scope> =>
+/**
+ * Starts the fake for the current scope; closing the scope stops it and drops its sockets. The
+ * nth request gets the nth script, the last one repeating.
+ */
+export const start = (...initial: ReadonlyArray<Script>): Effect.Effect<FakeChatCompletions, never, Scope.Scope> =>
   Effect.gen(function*() {
     const socketClosed = yield* Deferred.make<void>()
-    const received: Array<ReceivedRequest> = []
+    let scripts = initial
+    let received: Array<ReceivedRequest> = []
+    let waiters: Array<{ readonly count: number; readonly arrived: Deferred.Deferred<void> }> = []
     const timers = new Set<NodeJS.Timeout>()
     let openSockets = 0
 
@@ -116,6 +137,9 @@ export const start = (script: Script): Effect.Effect<FakeChatCompletions, never,
         case "Status":
           res.writeHead(script.status, { "content-type": "application/json" })
           return res.end(JSON.stringify(script.body))
+        case "Raw":
+          res.writeHead(script.status, script.headers)
+          return res.end(script.body)
         case "Stream": {
           res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" })
           res.flushHeaders()
@@ -141,8 +165,11 @@ export const start = (script: Script): Effect.Effect<FakeChatCompletions, never,
       req.setEncoding("utf8")
       req.on("data", (chunk: string) => (text += chunk))
       req.on("end", () => {
-        received.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: parse(text) })
-        answer(res, script)
+        const index = received.length
+        received.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: parse(text), receivedAt: Date.now() })
+        for (const waiter of waiters) if (waiter.count <= received.length) Deferred.unsafeDone(waiter.arrived, Exit.void)
+        waiters = waiters.filter((waiter) => waiter.count > received.length)
+        answer(res, scripts[Math.min(index, scripts.length - 1)]!)
       })
     })
     server.on("connection", (socket) => {
@@ -162,6 +189,18 @@ export const start = (script: Script): Effect.Effect<FakeChatCompletions, never,
     return {
       baseUrl: `http://127.0.0.1:${port}/v1`,
       requests: Effect.sync(() => [...received]),
+      answer: (...next) =>
+        Effect.sync(() => {
+          scripts = next
+          received = []
+        }),
+      received: (count) =>
+        Effect.suspend(() => {
+          if (received.length >= count) return Effect.void
+          const arrived = Deferred.unsafeMake<void>(FiberId.none)
+          waiters.push({ count, arrived })
+          return Deferred.await(arrived)
+        }),
       openSockets: Effect.sync(() => openSockets),
       socketClosed
     }

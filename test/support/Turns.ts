@@ -51,6 +51,8 @@ export interface GenerationJson {
   readonly model: string
   readonly finishReason: string | null
   readonly usage: { readonly promptTokens: number; readonly completionTokens: number } | null
+  readonly error: ErrorJson | null
+  readonly attempts: number
 }
 
 export interface SnapshotJson {

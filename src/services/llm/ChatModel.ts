@@ -14,6 +14,13 @@ export interface ModelSink {
   readonly delta: (text: string) => void
   /** The model finished: why, and what it counted. */
   readonly finish: (finishReason: string | null, usage: Usage | null) => void
+  /**
+   * The request failed before any text and is made again after `afterMs` (spec 90, retries): a
+   * wait that is not silence.
+   */
+  readonly waiting: (afterMs: number) => void
+  /** The request was made again: one more attempt. */
+  readonly retried: () => void
 }
 
 /**

@@ -17,7 +17,7 @@ export const LanguageModelLive: Layer.Layer<ChatModel, never, AppConfig> = Layer
     case "local":
       return provide({ provider: "local", model: llm.model }, LocalModel.layer({ model: llm.model }))
     case "openai":
-      return OpenAiChatModel.layer({ baseUrl: llm.baseUrl, apiKey: llm.apiKey, model: llm.model })
+      return OpenAiChatModel.layer({ baseUrl: llm.baseUrl, apiKey: llm.apiKey, model: llm.model, maxRetries: llm.maxRetries })
   }
 }))
 

@@ -2,7 +2,7 @@ import type { AiError } from "@effect/ai"
 
 /** How a failed generation is reported (spec 90, "Providers"): a failure code and a safe message. */
 export interface LlmFailure {
-  readonly code: "llm_error" | "upstream_unavailable"
+  readonly code: "llm_error" | "rate_limited" | "upstream_unavailable"
   readonly message: string
 }
 
@@ -31,8 +31,9 @@ export const providerMessageOf = (body: string | undefined): string | undefined 
 }
 
 /**
- * Classifies any `AiError`. Only a request that never got an answer (refused, reset before the
- * response, DNS) is `upstream_unavailable`; whatever the provider did answer is `llm_error`.
+ * Classifies any `AiError` (spec 90, the providers' table). Only a request that never got an
+ * answer (refused, reset before the first token, DNS) is `upstream_unavailable`; a provider that
+ * kept answering 429 is `rate_limited`; whatever else the provider answered is `llm_error`.
  * Messages are built from the error's fields, never from `error.message`, which can hold URLs,
  * headers and suggestions meant for developers.
  */
@@ -44,10 +45,15 @@ export const failureOf = (error: AiError.AiError): LlmFailure => {
         : { code: "llm_error", message: clip(`could not send the request to the provider (${error.reason})`) }
     case "HttpResponseError": {
       if (error.reason === "StatusCode") {
+        const status = error.response.status
+        // What a provider says about a refused key can quote part of it: only the status is kept.
+        if (status === 401 || status === 403) return { code: "llm_error", message: `the provider refused the credentials (${status})` }
         const detail = error.description ?? providerMessageOf(error.body) ?? "no details"
-        return { code: "llm_error", message: clip(`provider answered ${error.response.status}: ${detail}`) }
+        return status === 429
+          ? { code: "rate_limited", message: clip(`the provider kept answering 429 (rate limited): ${detail}`) }
+          : { code: "llm_error", message: clip(`provider answered ${status}: ${detail}`) }
       }
-      return { code: "llm_error", message: clip(`provider response could not be read: ${error.description ?? error.reason}`) }
+      return { code: "llm_error", message: clip(error.description ?? `the provider's answer could not be read (${error.reason})`) }
     }
     case "MalformedOutput":
       return { code: "llm_error", message: clip(`provider sent malformed output: ${error.description ?? "undecodable data"}`) }

@@ -20,7 +20,11 @@ export interface Options {
   readonly baseUrl: string
   readonly apiKey: Redacted.Redacted | undefined
   readonly model: string
+  /** Attempts more before the first token after a 429, a 5xx or a lost connection (`LLM_MAX_RETRIES`; default 2). */
+  readonly maxRetries?: number | undefined
 }
+
+const clientOf = (options: Options) => ChatCompletions.make({ ...options, maxRetries: options.maxRetries ?? 2 })
 
 /** Only text is supported: other parts fail loudly instead of vanishing from the prompt. */
 const toMessages = (prompt: Prompt.Prompt): Effect.Effect<Array<ChatMessage>, AiError.MalformedInput> =>
@@ -54,7 +58,7 @@ const bodyOf = (options: Options, settings: Readonly<Record<string, unknown>>, m
 /** The generation's model over Chat Completions. */
 export const layer = (options: Options): Layer.Layer<ChatModel> =>
   Layer.sync(ChatModel, () => {
-    const client = ChatCompletions.make(options)
+    const client = clientOf(options)
     return ChatModel.of({
       provider: "openai",
       model: options.model,
@@ -64,6 +68,8 @@ export const layer = (options: Options): Layer.Layer<ChatModel> =>
             client.stream(bodyOf(options, settings, messages), {
               metadata: sink.heard,
               delta: sink.delta,
+              waiting: sink.waiting,
+              retried: sink.retried,
               finish: (reason, usage) =>
                 sink.finish(
                   ChatCompletions.finishReasonOf(reason),
@@ -84,7 +90,7 @@ export const languageModel = (options: Options): Layer.Layer<LanguageModel.Langu
   Layer.effect(
     LanguageModel.LanguageModel,
     Effect.suspend(() => {
-      const client = ChatCompletions.make(options)
+      const client = clientOf(options)
 
       const streamText = (providerOptions: LanguageModel.ProviderOptions) =>
         Effect.gen(function*() {
@@ -107,6 +113,8 @@ export const languageModel = (options: Options): Layer.Layer<LanguageModel.Langu
               textOpen = true
               parts.unsafeOffer({ type: "text-delta", id: textId, delta })
             },
+            waiting: () => {},
+            retried: () => {},
             finish: (reason, usage) => {
               if (textOpen) parts.unsafeOffer({ type: "text-end", id: textId })
               parts.unsafeOffer({

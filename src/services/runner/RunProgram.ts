@@ -197,7 +197,11 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
       log.closed = true
       // Steps, generation, run, the last text and the last journal batch: one statement.
       yield* durably(deps.writeBehind.flush).pipe(Effect.ensuring(Effect.sync(() => log.release())))
-      yield* Effect.logInfo("run finished").pipe(Effect.annotateLogs({ status: terminal.status }))
+      // A failure says why (its message is the provider's, scrubbed, or ours: never prompt text).
+      yield* Effect.logInfo("run finished").pipe(Effect.annotateLogs({
+        status: terminal.status,
+        ...(terminal.type === "pipeline.run.error" ? { errorCode: terminal.error.code, error: terminal.error.message } : {})
+      }))
     })
 
   return Effect.gen(function*() {
