@@ -1,6 +1,8 @@
 import { Layer } from "effect"
 import { HttpLive } from "./http/Server.ts"
 import { Chats } from "./services/Chats.ts"
+import { Notifications, NotificationsLive } from "./services/cluster/Notifications.ts"
+import { Relay } from "./services/cluster/Relay.ts"
 import { ChatsRepo } from "./services/ChatsRepo.ts"
 import { Generations } from "./services/Generations.ts"
 import { Instance } from "./services/Instance.ts"
@@ -26,7 +28,18 @@ export const BuiltinStepsLive = Layer.merge(PreStepLive, PostStepLive)
  * running; needs `AppConfig`, a `SqlClient` and a model.
  */
 export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>) => {
-  const core = Layer.mergeAll(ChatsRepo.Default, RunsRepo.Default, Journal.Default, BatchRepo.Default, WriteBehind.Default, Generations.Default, Instance.Default, LiveRuns.Default)
+  const base = Layer.mergeAll(
+    ChatsRepo.Default,
+    RunsRepo.Default,
+    Journal.Default,
+    BatchRepo.Default,
+    WriteBehind.Default,
+    Generations.Default,
+    Instance.Default,
+    LiveRuns.Default,
+    NotificationsLive
+  )
+  const core = Relay.Default.pipe(Layer.provideMerge(base))
   const runner = Runner.Default.pipe(Layer.provide(steps))
   const sweeping = SweeperLoop.pipe(Layer.provideMerge(Sweeper.Default))
   return Layer.mergeAll(Chats.Default, Turns.Default, Runs.Default, sweeping).pipe(
@@ -40,7 +53,7 @@ export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>)
 export const ServicesLive = servicesWith(BuiltinStepsLive).pipe(Layer.provide(LanguageModelLive))
 
 /** The HTTP API over the given services. */
-export const appWith = <E, R>(services: Layer.Layer<Chats | Turns | Runs | Runner | RunEvents, E, R>) =>
+export const appWith = <E, R>(services: Layer.Layer<Chats | Turns | Runs | Runner | RunEvents | Notifications, E, R>) =>
   HttpLive.pipe(Layer.provide(services))
 
 /** The HTTP API over the services; needs an `HttpServer`, `AppConfig` and a `SqlClient`. */

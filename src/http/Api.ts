@@ -20,7 +20,11 @@ import { Regenerate, Run, RunSnapshot, RunStatus, SendMessage } from "../domain/
 export class SystemGroup extends HttpApiGroup.make("system")
   .add(
     HttpApiEndpoint.get("health", "/health")
-      .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
+      .addSuccess(Schema.Struct({
+        status: Schema.Literal("ok"),
+        /** Whether signals from the other instances arrive (spec 50); `off` on the embedded database. */
+        notifications: Schema.Literal("listening", "reconnecting", "off")
+      }))
       .addError(DatabaseUnavailable)
       .annotate(OpenApi.Summary, "Liveness plus a database round trip")
   ) {}

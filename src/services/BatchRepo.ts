@@ -51,6 +51,8 @@ export interface RunUpdate {
     readonly abortReason: AbortReason | null
     readonly error: ErrorInfo | null
     readonly finishedAt: Date
+    /** When the run was asked to stop here, and why (an earlier request, stored by any instance, is kept). */
+    readonly abortRequested: { readonly at: Date; readonly reason: AbortReason } | null
   } | undefined
 }
 
@@ -174,6 +176,8 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
           status = COALESCE(x.status, r.status), abort_reason = COALESCE(x.abort_reason, r.abort_reason),
           error_code = COALESCE(x.error_code, r.error_code), error_message = COALESCE(x.error_message, r.error_message),
           finished_at = COALESCE(x.finished_at, r.finished_at),
+          abort_requested_at = COALESCE(r.abort_requested_at, x.abort_requested_at),
+          abort_requested_reason = COALESCE(r.abort_requested_reason, x.abort_requested_reason),
           lease_expires_at = CASE WHEN x.status IS NULL THEN r.lease_expires_at END
         FROM json_to_recordset(${json([...rows].map(([id, update]) => ({
         id,
@@ -182,9 +186,11 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
         abort_reason: update.outcome?.abortReason ?? null,
         error_code: update.outcome?.error?.code ?? null,
         error_message: update.outcome?.error?.message ?? null,
-        finished_at: update.outcome?.finishedAt ?? null
+        finished_at: update.outcome?.finishedAt ?? null,
+        abort_requested_at: update.outcome?.abortRequested?.at ?? null,
+        abort_requested_reason: update.outcome?.abortRequested?.reason ?? null
       })))}::json) AS x(id uuid, generation_id uuid, status text, abort_reason text, error_code text, error_message text,
-                        finished_at timestamptz)
+                        finished_at timestamptz, abort_requested_at timestamptz, abort_requested_reason text)
         WHERE r.id = x.id AND r.status = 'running'
       )`
 

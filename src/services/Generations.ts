@@ -223,7 +223,13 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             sink.finished(finishReason, usage)
           }
         })
-        yield* answer.pipe(Effect.exit, Effect.flatMap((exit) => Deferred.done(outcome, exit)), Effect.forkScoped)
+        yield* answer.pipe(
+          // A model that stopped without saying it finished cut the answer short (spec 90).
+          Effect.zipRight(Effect.suspend(() => finished === undefined ? Effect.fail(unfinished) : Effect.void)),
+          Effect.exit,
+          Effect.flatMap((exit) => Deferred.done(outcome, exit)),
+          Effect.forkScoped
+        )
         yield* Deferred.await(outcome)
       }).pipe(Effect.scoped)
 
@@ -253,10 +259,7 @@ const outcomeOf = (
   finishedAt: Date
 ): Outcome => {
   const base = { finishReason: finished?.finishReason ?? null, usage: finished?.usage ?? null, finishedAt }
-  if (Exit.isSuccess(exit)) {
-    // A model that stopped without saying it finished cut the answer short.
-    return finished ? { ...base, status: "done", error: null } : { ...base, status: "aborted", error: abortedInfo }
-  }
+  if (Exit.isSuccess(exit)) return { ...base, status: "done", error: null }
   if (Cause.isInterruptedOnly(exit.cause)) {
     return interruptedBecause === undefined
       ? { ...base, status: "aborted", error: abortedInfo }
@@ -270,3 +273,5 @@ const outcomeOf = (
 }
 
 const abortedInfo: ErrorInfo = { code: "aborted", message: "the generation was aborted" }
+
+const unfinished = new GenerationFailed({ code: "llm_error", message: "the provider ended the stream before finishing" })

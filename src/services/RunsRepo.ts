@@ -64,6 +64,15 @@ const runColumns = `r.id, r.chat_id AS "chatId", r.pipeline_id AS "pipelineId", 
   r.generation_id AS "generationId", r.abort_reason AS "abortReason", r.error_code AS "errorCode",
   r.error_message AS "errorMessage", r.started_at AS "startedAt", r.finished_at AS "finishedAt"`
 
+/** An abort asked for by a request to any instance, stored on the run (spec 50). */
+export interface AbortRequest {
+  readonly runId: RunId
+  readonly reason: AbortReason
+}
+
+/** The notification channel of abort requests: `<runId> <reason>`. */
+export const abortChannel = "turn_runner_abort"
+
 /** `pipeline_runs`, `pipeline_step_runs` and the event journal `pipeline_run_events`. */
 export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo", {
   effect: Effect.gen(function*() {
@@ -73,9 +82,34 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
      * Extends the leases of the given live runs (one statement for all). Only live ones: a run
      * whose finalization failed must let its lease lapse so that the sweeper closes it.
      */
+    /**
+     * Moves the leases of `runIds` ahead; answers the abort requests stored on them (spec 50: a
+     * request whose signal was lost is found here, at the latest one renewal later).
+     */
     const renewLeases = (runIds: ReadonlyArray<RunId>, leaseExpiresAt: Date) =>
-      runIds.length === 0 ? Effect.void : sql`UPDATE pipeline_runs SET lease_expires_at = ${leaseExpiresAt}
-          WHERE id IN ${sql.in(runIds)} AND status = 'running'`.pipe(Effect.asVoid, Effect.orDie)
+      runIds.length === 0
+        ? Effect.succeed([])
+        : sql<AbortRequest>`WITH renewed AS (
+            UPDATE pipeline_runs SET lease_expires_at = ${leaseExpiresAt}
+            WHERE id IN ${sql.in(runIds)} AND status = 'running'
+            RETURNING id, abort_requested_reason)
+          SELECT id AS "runId", abort_requested_reason AS reason FROM renewed WHERE abort_requested_reason IS NOT NULL`.pipe(Effect.orDie)
+
+    /**
+     * Stores an abort request on a running run and signals its owner, wherever it runs (spec 50):
+     * `pg_notify` in the same statement, so the signal leaves only if the request was written.
+     * An earlier request is kept. Answers whether the run was still running.
+     */
+    const requestAbort = (runId: RunId, reason: AbortReason, at: Date) =>
+      sql<{ readonly runId: RunId }>`WITH requested AS (
+          UPDATE pipeline_runs SET abort_requested_at = COALESCE(abort_requested_at, ${at}),
+            abort_requested_reason = COALESCE(abort_requested_reason, ${reason})
+          WHERE id = ${runId} AND status = 'running'
+          RETURNING id, abort_requested_reason)
+        SELECT id AS "runId", pg_notify(${abortChannel}, id::text || ' ' || abort_requested_reason) FROM requested`.pipe(
+        Effect.map((rows) => rows.length > 0),
+        Effect.orDie
+      )
 
     const find = (runId: RunId) =>
       sql<RunRow>`SELECT ${sql.literal(runColumns)} FROM pipeline_runs r WHERE r.id = ${runId}`.pipe(
@@ -124,6 +158,7 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
 
     return {
       renewLeases,
+      requestAbort,
       find,
       snapshot,
       listForChat,

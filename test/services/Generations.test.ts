@@ -1,3 +1,4 @@
+import { LanguageModel } from "@effect/ai"
 import { expect, layer } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Queue, Stream, TestClock } from "effect"
 import type { GenerationFailed } from "../../src/domain/Generation.ts"
@@ -8,6 +9,7 @@ import type { GenerateRequest, GenerationEvent } from "../../src/services/Genera
 import { seedChat } from "../support/Fixtures.ts"
 import type { SeededChat } from "../support/Fixtures.ts"
 import { pglite, testDatabases } from "../support/TestDatabase.ts"
+import { provide } from "../../src/services/llm/LanguageModelLive.ts"
 import { generationsLayer, localModel, rowOf, variantOf } from "../support/TestGenerations.ts"
 
 const requestFor = (chat: SeededChat, settings: Record<string, unknown>): GenerateRequest => ({
@@ -173,6 +175,30 @@ layer(Layer.provideMerge(generationsLayer(localModel, { deltaCoalesceMs: 100 }),
         expect(deltas(all).length).toBeGreaterThan(1)
         expect(deltas(all).join("").split(" ").length - 1).toBe(10)
         expect((yield* variantOf(chat.assistantVariantId)).content).toBe(deltas(all).join(""))
+      }))
+  }
+)
+
+/** An embedder's `@effect/ai` model whose stream ends without a `finish` part. */
+const unfinishedModel = provide(
+  { provider: "custom", model: "cut-short" },
+  Layer.succeed(LanguageModel.LanguageModel, Effect.runSync(LanguageModel.make({
+    generateText: () => Effect.succeed([]),
+    streamText: () => Stream.make({ type: "text-start" as const, id: "0" }, { type: "text-delta" as const, id: "0", delta: "Half an ans" })
+  })))
+)
+
+layer(Layer.provideMerge(generationsLayer(unfinishedModel), pglite.layer), { timeout: 60_000, excludeTestServices: true })(
+  "a model that stops without finishing",
+  (it) => {
+    it.effect("ends the row error llm_error, not done, keeping the text it sent", () =>
+      Effect.gen(function*() {
+        const { chat, stream } = yield* generate({})
+        const seen: Array<GenerationEvent> = []
+        const error: GenerationFailed = yield* Stream.runForEach(stream, (event) => Effect.sync(() => seen.push(event))).pipe(Effect.flip)
+        expect(error).toMatchObject({ code: "llm_error", message: "the provider ended the stream before finishing" })
+        expect(yield* rowOf(startedId(seen))).toMatchObject({ status: "error", error_code: "llm_error", provider: "custom", attempts: 1 })
+        expect((yield* variantOf(chat.assistantVariantId)).content).toBe("Half an ans")
       }))
   }
 )

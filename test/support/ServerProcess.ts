@@ -22,7 +22,7 @@ export interface ServerProcess {
 }
 
 const healthy = (baseUrl: string) =>
-  Effect.tryPromise(() => fetch(`${baseUrl}/health`)).pipe(
+  Effect.tryPromise(() => fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(2000) })).pipe(
     Effect.map((response) => response.ok),
     Effect.orElseSucceed(() => false)
   )
@@ -53,6 +53,7 @@ export const startServer = (env: Record<string, string>): Effect.Effect<ServerPr
     for (let i = 0; i < 600; i++) {
       if (child.exitCode !== null) return yield* Effect.fail(new Error(`the server exited at start-up:\n${output}`))
       if (yield* healthy(baseUrl)) return { baseUrl, child, output: () => output, exited }
+      if (process.env.DEBUG_START) process.stderr.write(`not healthy yet: ${baseUrl} ${i}\n`)
       yield* Effect.sleep("50 millis")
     }
     return yield* Effect.fail(new Error(`the server did not become healthy in 30 s:\n${output}`))

@@ -30,6 +30,12 @@ export class EventLog implements WriteSource {
   readonly runId: RunId
   /** Set once the terminal event is emitted: nothing more comes. */
   closed = false
+  /**
+   * Followed on another instance (spec 50): its events are journaled with every write, not every
+   * interval, and `onJournaled` hears each time they are, so they travel on once they are durable.
+   */
+  followedElsewhere = false
+  onJournaled: (() => void) | undefined
   private seq = 0
   private journaled = 0
   private pending: Array<EventRecord> = []
@@ -100,23 +106,33 @@ export class EventLog implements WriteSource {
 
   subscribe(subscriber: Subscriber): Subscription {
     this.subscribers.add(subscriber)
+    return { ...this.unjournaled(), unsubscribe: () => this.subscribers.delete(subscriber) }
+  }
+
+  /** Every event up to `journaledSeq` is in the database; `pending` are those emitted since (not held back). */
+  unjournaled(): { readonly journaledSeq: number; readonly pending: ReadonlyArray<JournalEntry> } {
     return {
       journaledSeq: this.journaled,
       pending: this.pending.filter((record) => this.held === undefined || !this.held.includes(record))
-        .map((record) => this.entryOf(record)),
-      unsubscribe: () => this.subscribers.delete(subscriber)
+        .map((record) => this.entryOf(record))
     }
+  }
+
+  /** Every event up to this seq is in the database. */
+  get journaledSeq() {
+    return this.journaled
   }
 
   /** The records not yet journaled, for the write-behind: they leave `pending` once written. */
   take(batch: Batch, rowsOnly: boolean) {
     // Events emitted while the batch is being written stay pending for the next one.
     const taken = this.pending.length
-    if (taken === 0 || rowsOnly) return undefined
+    if (taken === 0 || (rowsOnly && !this.followedElsewhere)) return undefined
     for (let i = 0; i < taken; i++) batch.events.push({ runId: this.runId, record: this.pending[i]! })
     return () => {
       this.journaled = this.pending[taken - 1]!.seq
       this.pending = this.pending.slice(taken)
+      this.onJournaled?.()
     }
   }
 }

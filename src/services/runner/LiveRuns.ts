@@ -8,6 +8,8 @@ export interface LiveRun {
   readonly log: EventLog
   /** Why it is being aborted, set by whoever interrupts it first. */
   abortReason: AbortReason | undefined
+  /** When an abort was first asked for (spec 50: recorded on the run row). */
+  abortRequestedAt: Date | undefined
 }
 
 /**

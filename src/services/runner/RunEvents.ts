@@ -1,7 +1,9 @@
-import { Duration, Effect, Option, Stream } from "effect"
+import { Duration, Effect, Mailbox, Option, Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import { isTerminal } from "../../domain/RunEvent.ts"
 import { AppConfig } from "../AppConfig.ts"
+import { Relay } from "../cluster/Relay.ts"
+import type { RelayMessage } from "../cluster/Relay.ts"
 import { Journal } from "../journal/Journal.ts"
 import type { JournalEntry } from "../journal/Journal.ts"
 import * as Feed from "./Feed.ts"
@@ -28,7 +30,10 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
     const config = yield* AppConfig
     const journal = yield* Journal
     const live = yield* LiveRuns
+    const relay = yield* Relay
     const pollInterval = Duration.millis(config.flushIntervalMs)
+    /** How long a follower of a run elsewhere waits for its owner before reading the journal anyway. */
+    const backstop = Duration.seconds(1)
 
     const follow = <A = JournalEntry>(
       runId: RunId,
@@ -38,12 +43,16 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
       Stream.unwrapScoped(Effect.gen(function*() {
         const feed = yield* Feed.make<A>({ heartbeat: options.heartbeat })
         let last = after
+        let ended = false
         const deliver = (entries: ReadonlyArray<JournalEntry>) => {
           for (const entry of entries) {
-            if (entry.seq <= last) continue
+            if (entry.seq <= last || ended) continue
             last = entry.seq
             feed.offer(options.encode(entry))
-            if (isTerminal(entry.type)) feed.end()
+            if (isTerminal(entry.type)) {
+              ended = true
+              feed.end()
+            }
           }
         }
 
@@ -65,8 +74,43 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
           deliver(subscription.pending)
           deliver(held)
           held = undefined
+        } else if (relay.enabled) {
+          // Live elsewhere, or finished: the journal, then what the owner publishes (spec 50),
+          // delivered strictly in `seq` order; a gap is read from the journal.
+          const waiting = new Map<number, JournalEntry>()
+          const take = (entries: ReadonlyArray<JournalEntry>) => {
+            for (const entry of entries) if (entry.seq > last) waiting.set(entry.seq, entry)
+            const next: Array<JournalEntry> = []
+            for (let entry = waiting.get(last + 1 + next.length); entry !== undefined; entry = waiting.get(last + 1 + next.length)) next.push(entry)
+            for (const entry of next) waiting.delete(entry.seq)
+            deliver(next)
+          }
+          const inbox = yield* Mailbox.make<RelayMessage>()
+          const { announce } = yield* relay.follow(runId, (message) => inbox.unsafeOffer(message))
+          yield* Effect.gen(function*() {
+            take(yield* journal.read(runId, last))
+            while (!ended) {
+              const message = yield* inbox.take.pipe(
+                Effect.timeout(relay.listening() ? backstop : pollInterval),
+                Effect.option
+              )
+              if (Option.isSome(message)) {
+                const first = message.value.entries[0]?.seq ?? message.value.journaledSeq + 1
+                if (first > last + 1 && message.value.journaledSeq > last) {
+                  take(yield* journal.read(runId, last, Math.min(message.value.journaledSeq, first - 1)))
+                }
+                take(message.value.entries)
+                continue
+              }
+              // Nothing for a while: the journal (the owner may have died and been swept), and ask again.
+              const entries = yield* journal.read(runId, last)
+              if (entries.length > 0) take(entries)
+              else if (Option.isSome(yield* journal.terminalSeq(runId))) return feed.end()
+              announce()
+            }
+          }).pipe(Effect.forkScoped)
         } else {
-          // Not live here (finished, or running on another instance): its journal, polled.
+          // Not live here, one process (finished, or its process died): its journal, polled.
           yield* Effect.gen(function*() {
             while (true) {
               const entries = yield* journal.read(runId, last)

@@ -191,7 +191,8 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
           : terminal.type === "pipeline.run.aborted"
           ? { code: "aborted", message: `the run was aborted (${abortReason})` }
           : terminal.error,
-        finishedAt
+        finishedAt,
+        abortRequested: run.abortRequestedAt === undefined ? null : { at: run.abortRequestedAt, reason: run.abortReason ?? "user" }
       })
       log.emit(terminal)
       log.closed = true

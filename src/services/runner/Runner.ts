@@ -1,9 +1,10 @@
-import { Clock, Duration, Effect, Fiber, FiberMap, Option, Schedule } from "effect"
-import type { Stream } from "effect"
+import { Clock, Duration, Effect, Fiber, FiberMap, Option, Runtime, Schedule, Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import type { AbortReason } from "../../domain/Run.ts"
 import { builtinPipeline } from "../../domain/Run.ts"
 import { AppConfig } from "../AppConfig.ts"
+import { channels, Notifications } from "../cluster/Notifications.ts"
+import { Journal } from "../journal/Journal.ts"
 import { Generations } from "../Generations.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { runTimeout } from "../Interruption.ts"
@@ -49,6 +50,8 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     }
     const live = yield* LiveRuns
     const events = yield* RunEvents
+    const journal = yield* Journal
+    const notifications = yield* Notifications
     const fibers = yield* FiberMap.make<RunId>()
     // Runs are forked with the runner's own context, not their caller's: a run must not keep the
     // HTTP request that started it (its objects, its span, its log annotations) alive.
@@ -88,12 +91,23 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     }).pipe(Effect.forkScoped)
 
     // Leases (spec 10, "Crash safety"): while this process lives its runs' leases keep moving
-    // ahead; once it dies they expire and any instance's sweeper closes the runs.
-    yield* Effect.flatMap(Clock.currentTimeMillis, (at) => runs.renewLeases(live.ids(), new Date(at + config.leaseTtlMs))).pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("could not renew leases", cause)),
-      Effect.repeat(Schedule.spaced(Duration.millis(config.leaseTtlMs / 3))),
-      Effect.forkScoped
+    // ahead; once it dies they expire and any instance's sweeper closes the runs. The renewal also
+    // answers the abort requests stored on them: an abort whose signal was lost (spec 50) arrives
+    // at the latest one renewal later.
+    const renew = Effect.flatMap(Clock.currentTimeMillis, (at) => runs.renewLeases(live.ids(), new Date(at + config.leaseTtlMs))).pipe(
+      Effect.flatMap((requests) => Effect.forEach(requests, ({ reason, runId }) => abortHere(runId, reason), { discard: true })),
+      Effect.catchAllCause((cause) => Effect.logWarning("could not renew leases", cause))
     )
+    yield* renew.pipe(Effect.repeat(Schedule.spaced(Duration.millis(config.leaseTtlMs / 3))), Effect.forkScoped)
+
+    // Abort requests from any instance (spec 50): stored on the run row, then signalled; the run's
+    // owner interrupts it. Once listening again after a drop, the stored requests are read at once.
+    const runInScope = Runtime.runFork(yield* Effect.runtime<never>())
+    notifications.on(channels.abort, (payload) => {
+      const [runId, reason] = payload.split(" ") as [RunId, AbortReason]
+      if (live.has(runId)) runInScope(Effect.forkIn(abortHere(runId, reason), scope))
+    })
+    notifications.onListening(() => void runInScope(Effect.forkIn(renew, scope)))
 
     /** Emits `pipeline.run.started` and forks the run; call right after its row commits. */
     const launch = Effect.fn("Runner.launch")(function*(context: RunContext): Effect.fn.Return<RunHandle> {
@@ -108,7 +122,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         assistantVariantId: context.assistantVariantId,
         generationId: null
       }, yield* Effect.clock)
-      const run: LiveRun = { log, abortReason: undefined }
+      const run: LiveRun = { log, abortReason: undefined, abortRequestedAt: undefined }
       live.add(run)
       deadlines.set(context.runId, context.startedAt.getTime() + config.runTimeoutMs)
       deadlineAdded.unsafeOpen()
@@ -127,12 +141,37 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       return handle(context.runId)
     })
 
-    /** Interrupts a live run and waits until it is terminal; a finished run is left as it is. */
+    /** Interrupts a run live in this process and waits until it is terminal. */
+    function abortHere(runId: RunId, reason: AbortReason) {
+      return Effect.gen(function*() {
+        const run = live.get(runId)
+        if (run !== undefined) {
+          run.abortReason ??= reason
+          run.abortRequestedAt ??= new Date(yield* Clock.currentTimeMillis)
+        }
+        const fiber = yield* FiberMap.get(fibers, runId).pipe(Effect.option)
+        if (Option.isSome(fiber)) yield* Fiber.interrupt(fiber.value)
+      })
+    }
+
+    /**
+     * Asks for the abort of a run that is not live here (spec 50): stored on its row and signalled
+     * to its owner, wherever it runs. Answers whether the run was still running.
+     */
+    const requestAbort = (runId: RunId, reason: AbortReason) =>
+      Effect.flatMap(Clock.currentTimeMillis, (at) => runs.requestAbort(runId, reason, new Date(at)))
+
+    /**
+     * Aborts a run, wherever it runs, and waits until it is terminal; a finished run is left as it
+     * is. One that runs elsewhere is followed to its terminal event (its owner's, or the sweeper's
+     * if that owner died).
+     */
     const abort = Effect.fn("Runner.abort")(function*(runId: RunId, reason: AbortReason) {
-      const run = live.get(runId)
-      if (run !== undefined) run.abortReason ??= reason
-      const fiber = yield* FiberMap.get(fibers, runId).pipe(Effect.option)
-      if (Option.isSome(fiber)) yield* Fiber.interrupt(fiber.value)
+      if (live.has(runId)) return yield* abortHere(runId, reason)
+      if (!(yield* requestAbort(runId, reason))) return
+      // From the event before the last journaled one: a run that ended meanwhile still shows its end.
+      const after = Math.max(0, (yield* journal.lastSeq(runId)) - 1)
+      yield* Stream.runDrain(events.follow(runId, after))
     })
 
     /** The handle of a run, live here or not. */
@@ -140,7 +179,8 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       runId,
       follow: (after, options) => events.follow(runId, after, options),
       abort: (reason) => abort(runId, reason),
-      abortInBackground: (reason) => Effect.asVoid(Effect.forkIn(abort(runId, reason), scope))
+      abortInBackground: (reason) =>
+        Effect.asVoid(Effect.forkIn(live.has(runId) ? abortHere(runId, reason) : requestAbort(runId, reason), scope))
     })
 
     let draining = false

@@ -90,7 +90,8 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
         if (!turn.create) return yield* new ShuttingDown({ message: "the server is shutting down; try again shortly" })
         if (row.runningRunId !== null) {
           const running = row.runningRunId as RunId
-          if (plan.onBusy === "interrupt" && runner.isLive(running)) {
+          // Wherever the running turn runs (spec 50): aborted, and terminal, before this one starts.
+          if (plan.onBusy === "interrupt") {
             yield* runner.abort(running, "superseded")
             return yield* start(plan)
           }
