@@ -1,9 +1,10 @@
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "@effect/sql"
-import { describe, expect, layer } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { checkInvariants } from "../support/Invariants.ts"
 import { eventually, follow, get, post } from "../support/Instances.ts"
+import { privatePostgres, privatePostgresAvailable } from "../support/PrivatePostgres.ts"
 import { startServer } from "../support/ServerProcess.ts"
 import type { ServerProcess } from "../support/ServerProcess.ts"
 import { freshDatabaseUrl } from "../support/TestDatabase.ts"
@@ -231,4 +232,30 @@ describe.runIf(adminUrl !== undefined)("several instances on one Postgres (spec 
 
     it.scoped("nothing is left open", () => onDatabase(checkInvariants))
   })
+})
+
+describe.runIf(privatePostgresAvailable)("several instances, Postgres restarted (spec 50, the listener's failure modes)", () => {
+  it.live("both instances listen again after a restart; a run started then is followed live and aborted from the other instance", () =>
+    Effect.gen(function*() {
+      const postgres = yield* privatePostgres
+      const env = { DATABASE_URL: postgres.url, LEASE_TTL_MS: String(leaseTtlMs) }
+      const a = yield* startServer(env)
+      const b = yield* startServer(env)
+      yield* postgres.stop
+      for (const instance of [a, b]) {
+        const down = yield* eventually(get(instance.baseUrl, "/health"), ({ status }) => status === 503)
+        expect(down.body).toMatchObject({ code: "database_unavailable" })
+      }
+      yield* postgres.start
+      for (const instance of [a, b]) {
+        yield* eventually(get(instance.baseUrl, "/health"), ({ body, status }) => status === 200 && body.notifications === "listening", 30)
+      }
+      const { events, runId } = yield* liveTurnOn(a.baseUrl)
+      const elsewhere = yield* follow(b.baseUrl, `/runs/${runId}/events`)
+      yield* elsewhere.first("llm.stream.delta")
+      expectAborted((yield* post(b.baseUrl, `/runs/${runId}/abort`)).body, "user")
+      const [mine, theirs] = [yield* events.all, yield* elsewhere.all]
+      expect(theirs.map((frame) => frame.data)).toEqual(mine.map((frame) => frame.data))
+      expect(a.output() + b.output()).toContain("notifications: the listening connection was lost; reconnecting")
+    }).pipe(Effect.scoped), 120_000)
 })

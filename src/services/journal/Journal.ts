@@ -58,7 +58,9 @@ export class Journal extends Effect.Service<Journal>()("turn-runner/Journal", {
         if (envelope === undefined || events.length === 0) return []
         const { generationSeq, llmStepRunId, ...fields } = envelope
         const json = new RunEventJson({ ...fields, generationId: null })
-        if (fields.generationId !== null) json.setGeneration(fields.generationId, generationSeq ?? 1)
+        // The run may already name its generation while the event that first names it is not yet
+        // journaled: then no journaled event names it.
+        if (fields.generationId !== null && generationSeq !== null) json.setGeneration(fields.generationId, generationSeq)
         if (llmStepRunId !== null) json.setDeltaStep({ stepRunId: llmStepRunId, stepType: "llm" })
         return events.map((row): JournalEntry => ({
           seq: row.seq,
