@@ -50,12 +50,13 @@ export class Journal extends Effect.Service<Journal>()("turn-runner/Journal", {
     /** The journaled events with `after < seq ≤ upTo`, in order, as they were sent. */
     const read = (runId: RunId, after: number, upTo = 2_147_483_647) =>
       Effect.gen(function*() {
-        const [envelope, events] = yield* Effect.all([
-          envelopeOf(runId),
-          sql`SELECT seq, type, at, data FROM pipeline_run_events
-              WHERE run_id = ${runId} AND seq > ${after} AND seq <= ${upTo} ORDER BY seq`.pipe(Effect.flatMap(decodeEvents))
-        ], { concurrency: 2 })
-        if (envelope === undefined || events.length === 0) return []
+        // The events first, then the envelope: a run row at least as new as the events, never
+        // older (a run row read before the events' batch committed lacks the generation they name).
+        const events = yield* sql`SELECT seq, type, at, data FROM pipeline_run_events
+            WHERE run_id = ${runId} AND seq > ${after} AND seq <= ${upTo} ORDER BY seq`.pipe(Effect.flatMap(decodeEvents))
+        if (events.length === 0) return []
+        const envelope = yield* envelopeOf(runId)
+        if (envelope === undefined) return []
         const { generationSeq, llmStepRunId, ...fields } = envelope
         const json = new RunEventJson({ ...fields, generationId: null })
         // The run may already name its generation while the event that first names it is not yet
