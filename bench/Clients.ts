@@ -96,6 +96,8 @@ export interface Clients {
       readonly idPrefix?: string
     }
   ) => Promise<Streams>
+  /** Followers of the runs `runIds` on `arm` (`GET /runs/{id}/events`), spread over the load processes; their results in order. */
+  readonly follow: (arm: ArmSpec, runIds: ReadonlyArray<string>) => Promise<{ readonly results: () => Promise<Array<StreamResult>> }>
   /** `concurrency` clients sending turns back to back for `durationMs`, or until `maxTurns` were sent. */
   readonly turns: (
     arm: ArmSpec,
@@ -156,6 +158,20 @@ export const startClients = async (load = Number(process.env.BENCH_CLIENTS ?? 2)
         },
         destroy: async () => {
           await Promise.all(loaders.map((worker) => worker.call("destroy", { group })))
+        }
+      }
+    },
+    follow: async (arm, runIds) => {
+      const group = `group-${groups++}`
+      await Promise.all(loaders.map((worker, w) =>
+        worker.call("follow", { group, arm: arm.name, runIds, indices: runIds.map((_, i) => i).filter((i) => i % loaders.length === w) })
+      ))
+      return {
+        results: async () => {
+          const parts = await Promise.all(loaders.map((worker) => worker.call("results", { group })))
+          const results: Array<StreamResult> = new Array(runIds.length)
+          for (const part of parts) for (const [i, result] of part) results[i] = result
+          return results
         }
       }
     },

@@ -88,7 +88,8 @@ export const open = (agent: Http.Agent, url: URL, body: unknown, dialect: Dialec
   let resolveFirstToken!: () => void
   const firstFrame = new Promise<string>((resolve) => (resolveFirst = resolve))
   const firstToken = new Promise<void>((resolve) => (resolveFirstToken = resolve))
-  const payload = JSON.stringify(body)
+  // No body: a GET of an event stream (`GET /runs/{id}/events`).
+  const payload = body === undefined ? undefined : JSON.stringify(body)
   let request: Http.ClientRequest | undefined
   const sentAt = micros()
   const result = new Promise<StreamResult>((resolve) => {
@@ -105,12 +106,10 @@ export const open = (agent: Http.Agent, url: URL, body: unknown, dialect: Dialec
     }
     request = Http.request(url, {
       agent,
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "content-length": Buffer.byteLength(payload),
-        accept: "text/event-stream"
-      }
+      method: payload === undefined ? "GET" : "POST",
+      headers: payload === undefined
+        ? { accept: "text/event-stream" }
+        : { "content-type": "application/json", "content-length": Buffer.byteLength(payload), accept: "text/event-stream" }
     }, (response) => {
       response.setEncoding("utf8")
       if (response.statusCode !== 200) {

@@ -19,7 +19,7 @@ const mark = (met: boolean | null) => (met === null ? "–" : met ? "✅ met" : 
 const isPostgres = (arm: string) => arm === "C: Postgres"
 
 export const table = (results: Results): string => {
-  const { single, short, concurrency, cpu, ttftUnderLoad, abort, memory, writes, wire, journal, idle, soak } = results.figures
+  const { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, memory, writes, wire, journal, idle, soak } = results.figures
   const s = results.settings
   const a: Scenarios.SingleStreamFigures = single.A ?? {
     ttft: { p50: null, p99: null, max: null, n: 0 },
@@ -182,6 +182,35 @@ export const table = (results: Results): string => {
         : `${ms(abort[arm]!.latency.p99)} (p50 ${ms(abort[arm]!.latency.p50)}) ${
           mark((abort[arm]!.latency.p99 ?? Infinity) <= 50 && abort[arm]!.notTerminal === 0)
         }`
+  )
+
+  // -- Two instances (spec 50)
+  const twoInstances = (arm: string, cell: (figures: Scenarios.InstancesFigures) => string) => {
+    if (!isPostgres(arm)) return "– (one process)"
+    const figures = instances?.[arm]
+    return figures === undefined ? "–" : cell(figures)
+  }
+  row(
+    `abort from the other instance → every status terminal, p99 (two instances, ${s.instances?.live} live streams; beside: through the owner)`,
+    "≤ 100 ms",
+    "–",
+    "–",
+    (arm) =>
+      twoInstances(arm, (figures) =>
+        `${ms(figures.abortElsewhere.p99)} (p50 ${ms(figures.abortElsewhere.p50)}; owner p99 ${ms(figures.abortHere.p99)}) ${
+          mark((figures.abortElsewhere.p99 ?? Infinity) <= 100 && figures.notTerminal === 0)
+        }`)
+  )
+  row(
+    `a live delta at a follower on the other instance, later than at the turn's own client: p50 / max (${s.instances?.streams} streams; beside: a follower on the owner)`,
+    "p50 ≤ 50 ms, max ≤ 250 ms",
+    "–",
+    "–",
+    (arm) =>
+      twoInstances(arm, (figures) =>
+        `${ms(figures.followerElsewhere.p50)} / ${ms(figures.followerElsewhere.max)} (owner ${ms(figures.followerHere.p50)} / ${ms(figures.followerHere.max)}${
+          figures.followersLost > 0 ? `; ${figures.followersLost} followers lost tokens` : ""
+        }) ${mark((figures.followerElsewhere.p50 ?? Infinity) <= 50 && (figures.followerElsewhere.max ?? Infinity) <= 250 && figures.followersLost === 0)}`)
   )
 
   // -- Journal

@@ -432,6 +432,83 @@ export const abortLatency = async (
 
 // ---------------------------------------------------------------------------------------------
 
+export interface InstancesFigures {
+  /** Streams started on the owner, each followed on the owner and on the other instance. */
+  readonly streams: number
+  /** How much later than the client that started the turn each delta reached a follower. */
+  readonly followerHere: Spread
+  readonly followerElsewhere: Spread
+  /** Follower streams that lost a token or did not end. */
+  readonly followersLost: number
+  /** Abort → answer (every status terminal), sent to the owner and to the other instance. */
+  readonly abortHere: Spread
+  readonly abortElsewhere: Spread
+  readonly notTerminal: number
+}
+
+/**
+ * Two instances on one Postgres (spec 50): `streams` turns started on `owner`, each followed by a
+ * client of `owner` and one of `other` (`GET /runs/{id}/events`, attached before the first token);
+ * every delta's arrival at each follower is compared with its arrival at the client that started
+ * the turn. Then `live` streams on `owner`, `aborts` of them aborted one at a time, alternately
+ * through `owner` and through `other`.
+ */
+export const severalInstances = async (
+  owner: Arm,
+  other: Arm,
+  bench: Bench,
+  options: { readonly streams: number; readonly tokens: number; readonly tps: number; readonly live: number; readonly aborts: number }
+): Promise<InstancesFigures> => {
+  await owner.prepare(Math.max(options.streams, options.live))
+  await other.prepare(0)
+  const plan = { tokens: options.tokens, ttftMs: 1500, tps: options.tps }
+  const started = await bench.clients.open(owner, { count: options.streams, startsPerSecond: 50, plan })
+  const runIds = await Promise.all(Array.from({ length: options.streams }, async (_, i) => JSON.parse(await started.first(i)).runId as string))
+  const [here, elsewhere] = await Promise.all([bench.clients.follow(owner, runIds), bench.clients.follow(other, runIds)])
+  const [origin, hereResults, elsewhereResults] = await Promise.all([started.results(), here.results(), elsewhere.results()])
+  const delays = (followers: ReadonlyArray<StreamResult>) =>
+    followers.flatMap((follower, i) => {
+      const tokens = origin[i]!.tokens
+      // The follower's tokens are the last of the turn's (all of them, attached before the first).
+      const offset = tokens.length - follower.tokens.length
+      return follower.tokens.map((at, j) => (at - tokens[offset + j]!) / 1000)
+    })
+  const followersLost = [...hereResults, ...elsewhereResults].filter((result) => lostOf(result, plan) > 0).length
+  await upstreamIdle(bench.upstream)
+
+  const streams = await bench.clients.open(owner, { count: options.live, startsPerSecond: 100, plan: { tokens: 1_000_000, ttftMs: 0, tps: 10 } })
+  await streams.streaming(120_000)
+  await sleep(1000)
+  const abortHere: Array<number> = []
+  const abortElsewhere: Array<number> = []
+  let notTerminal = 0
+  for (let i = 0; i < options.aborts; i++) {
+    const runId = JSON.parse(await streams.first(i)).runId as string
+    const through = i % 2 === 0 ? owner : other
+    const sentAt = micros()
+    const answer = await through.abort!(runId)
+    ;(through === owner ? abortHere : abortElsewhere).push((micros() - sentAt) / 1000)
+    const { generation, run, steps } = answer.body ?? {}
+    if (answer.status !== 200 || !isClosed(run?.status) || !steps?.every((step: any) => isClosed(step.status)) || !isClosed(generation?.status)) {
+      notTerminal++
+    }
+    await sleep(50)
+  }
+  await streams.destroy()
+  await upstreamIdle(bench.upstream)
+  return {
+    streams: options.streams,
+    followerHere: spread(delays(hereResults)),
+    followerElsewhere: spread(delays(elsewhereResults)),
+    followersLost,
+    abortHere: spread(abortHere),
+    abortElsewhere: spread(abortElsewhere),
+    notTerminal
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
 export interface MemoryFigures {
   readonly rssAtLowMiB: number | null
   readonly rssAtHighMiB: number | null

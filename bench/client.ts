@@ -119,6 +119,15 @@ const commands = {
     return streams.size
   },
 
+  /** Follows the runs `runIds` (`GET /runs/{id}/events` on `arm`), each under its index in a new group. */
+  follow: async ({ group, arm, runIds, indices }: { group: string; arm: string; runIds: ReadonlyArray<string>; indices: ReadonlyArray<number> }) => {
+    const known = armOf(arm)
+    const streams = new Map<number, OpenStream>()
+    groups.set(group, streams)
+    for (const i of indices) streams.set(i, open(known.agent, new URL(`/runs/${runIds[i]}/events`, known.spec.url), undefined, runEvents, 120_000))
+    return streams.size
+  },
+
   /** How many streams of the group got their first token, waiting at most `timeoutMs` for all of them. */
   streaming: async ({ group, timeoutMs }: { group: string; timeoutMs: number }) => {
     let count = 0

@@ -14,6 +14,9 @@
  * scenario small (a smoke test of the benchmark itself, not a measurement). `BENCH_SOAK_MS` sets
  * the soak's length (default 10 minutes, 20 s with `BENCH_QUICK=1`; 0 skips it).
  * `BENCH_SERVICE_DIR` starts the service from another checkout (default: the current directory).
+ * `BENCH_ONLY=name,…` runs only those scenarios (`single`, `short`, `concurrency`, `cpu`,
+ * `ttftUnderLoad`, `abort`, `instances`, `memory`, `wire`, `writes`, `journal`, `idle`, `soak`)
+ * and writes nothing.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as Os from "node:os"
@@ -28,6 +31,8 @@ import * as Scenarios from "./Scenarios.ts"
 const quick = process.env.BENCH_QUICK === "1"
 const databaseUrl = process.env.BENCH_DATABASE_URL
 const soakMs = Number(process.env.BENCH_SOAK_MS ?? (quick ? 20_000 : 600_000))
+/** `BENCH_ONLY=instances,abort`: only these scenarios (a look while working; nothing is written). */
+const only = process.env.BENCH_ONLY?.split(",").map((name) => name.trim())
 
 const settings = quick
   ? {
@@ -37,6 +42,7 @@ const settings = quick
     cpu: { streams: 50, tps: 50, steadyMs: 2000, startsPerSecond: 100 },
     ttftUnderLoad: { background: 40, tps: 50, probes: 10, pauseMs: 50, plan: { tokens: 5, ttftMs: 20, tps: 200 } },
     abort: { live: 16, aborts: 4, tps: 10 },
+    instances: { streams: 10, tokens: 40, tps: 20, live: 16, aborts: 8 },
     memory: { low: 20, high: 100, tps: 1, settleMs: 1000 },
     writes: { tokens: [16, 1024], durationMs: 500, turns: 2 },
     wire: { tokens: 256, tps: 200 },
@@ -56,6 +62,7 @@ const settings = quick
     cpu: { streams: 50, tps: 50, steadyMs: 6000, startsPerSecond: 100 },
     ttftUnderLoad: { background: 80, tps: 50, probes: 40, pauseMs: 100, plan: { tokens: 5, ttftMs: 20, tps: 200 } },
     abort: { live: 128, aborts: 32, tps: 10 },
+    instances: { streams: 40, tokens: 100, tps: 20, live: 64, aborts: 32 },
     memory: { low: 100, high: 1000, tps: 1, settleMs: 3000 },
     writes: { tokens: [16, 1024], durationMs: 2000, turns: 4 },
     wire: { tokens: 1024, tps: 200 },
@@ -84,6 +91,8 @@ export interface Results {
     readonly cpu: Record<string, Scenarios.LevelFigures>
     readonly ttftUnderLoad: Record<string, Scenarios.LoadedTtftFigures>
     readonly abort: Record<string, Scenarios.AbortFigures>
+    /** Two instances on one Postgres (the Postgres arm and a second `npm start` on its database). */
+    readonly instances: Record<string, Scenarios.InstancesFigures>
     readonly memory: Record<string, Scenarios.MemoryFigures>
     readonly writes: Record<string, Array<Scenarios.WriteFigures>>
     readonly wire: Record<string, Scenarios.WireFigures>
@@ -155,6 +164,7 @@ const run = async () => {
    */
   const failures: Results["failures"] = []
   const attempt = async <T>(scenario: string, arm: string, measure: () => Promise<T>): Promise<T | undefined> => {
+    if (only !== undefined && !only.includes(scenario)) return undefined
     try {
       return await measure()
     } catch (error) {
@@ -226,6 +236,21 @@ const run = async () => {
     (arm) => Scenarios.abortLatency(arm, bench, settings.abort),
     (figures) => `p50 ${figures.latency.p50} ms, p99 ${figures.latency.p99} ms`
   )
+
+  const instances: Record<string, Scenarios.InstancesFigures> = {}
+  const postgresUrl = running.find(({ arm }) => arm.name === "C: Postgres")?.url
+  if (postgres !== undefined && postgresUrl !== undefined) {
+    log("two instances on one Postgres: a second `npm start` on the Postgres arm's database")
+    const second = await startNpmService("C: Postgres, second instance", { ...serviceEnv(upstream), DATABASE_URL: postgresUrl })
+    children.push(second)
+    const figures = await attempt("instances", postgres.name, () =>
+      Scenarios.severalInstances(postgres, service("C: Postgres, second instance", second, clients), bench, settings.instances))
+    await second.stop()
+    if (figures !== undefined) {
+      instances[postgres.name] = figures
+      log(`  follower elsewhere p50 ${figures.followerElsewhere.p50} ms, max ${figures.followerElsewhere.max} ms; abort from elsewhere p99 ${figures.abortElsewhere.p99} ms`)
+    }
+  }
 
   log(`memory per open stream (${settings.memory.low} → ${settings.memory.high} streams)`)
   const memory = await each("memory", hops, (arm) => Scenarios.memoryPerStream(arm, bench, settings.memory), (figures) => `${figures.kibPerStream} KiB per stream`)
@@ -303,8 +328,9 @@ const run = async () => {
     clientProcesses: clients.load,
     soakArm,
     failures,
-    figures: { single, short, concurrency, cpu, ttftUnderLoad, abort, memory, writes, wire, journal, idle, soak }
+    figures: { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, memory, writes, wire, journal, idle, soak }
   }
+  if (only !== undefined) return log(`BENCH_ONLY=${only.join(",")}: nothing written`)
   writeFileSync("bench/results.json", `${JSON.stringify(results, null, 2)}\n`)
   writeMarkdown("BENCHMARKS.md", results)
   log("wrote bench/results.json and the table in BENCHMARKS.md")

@@ -7,10 +7,12 @@ import { AppConfig } from "./services/AppConfig.ts"
 import { DatabaseLive } from "./services/db/Database.ts"
 import { Runner } from "./services/runner/Runner.ts"
 
+// The services first, then the listening socket: a request that arrived before the app is
+// served would wait, unanswered, on a socket nobody reads.
 const ServerLive = Layer.unwrapEffect(Effect.map(AppConfig, ({ host, port }) =>
   HttpLive.pipe(
-    Layer.provideMerge(ServicesLive),
     Layer.provide(NodeHttpServer.layer(createServer, { port, host })),
+    Layer.provideMerge(ServicesLive),
     Layer.provide(DatabaseLive)
   )))
 
