@@ -248,7 +248,7 @@ const run = async () => {
     await second.stop()
     if (figures !== undefined) {
       instances[postgres.name] = figures
-      log(`  follower elsewhere p50 ${figures.followerElsewhere.p50} ms, max ${figures.followerElsewhere.max} ms; abort from elsewhere p99 ${figures.abortElsewhere.p99} ms`)
+      log(`  follower elsewhere ${JSON.stringify(figures.followerElsewhere)}, on the owner ${JSON.stringify(figures.followerHere)}; abort from elsewhere ${JSON.stringify(figures.abortElsewhere)}, on the owner ${JSON.stringify(figures.abortHere)}; ${figures.followersLost} followers lost tokens`)
     }
   }
 

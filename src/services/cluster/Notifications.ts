@@ -68,6 +68,25 @@ export const listening = (url: Redacted.Redacted) =>
       let listened = false
       const first = yield* Deferred.make<void>()
 
+      // What is sent while a send is in flight leaves with the next one, in one statement: one
+      // round trip for many signals, in the order they were sent.
+      let outbox: { channels: Array<string>; payloads: Array<string> } = { channels: [], payloads: [] }
+      let sending = false
+      const pump = () => {
+        if (sending || outbox.channels.length === 0) return
+        const connection = client
+        if (connection === undefined) return void (outbox = { channels: [], payloads: [] })
+        const batch = outbox
+        outbox = { channels: [], payloads: [] }
+        sending = true
+        connection.query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)", [batch.channels, batch.payloads])
+          .catch(() => undefined)
+          .finally(() => {
+            sending = false
+            pump()
+          })
+      }
+
       const dispatch = (channel: string, payload: string) => {
         for (const handler of handlers.get(channel) ?? []) handler(payload)
       }
@@ -114,7 +133,10 @@ export const listening = (url: Redacted.Redacted) =>
           handlers.set(channel, list)
         },
         send: (channel, payload) => {
-          client?.query("SELECT pg_notify($1, $2)", [channel, payload]).catch(() => undefined)
+          if (client === undefined) return
+          outbox.channels.push(channel)
+          outbox.payloads.push(payload)
+          pump()
         },
         onListening: (hook) => void hooks.push(hook),
         status: () => (client === undefined ? "reconnecting" : "listening")
