@@ -241,11 +241,15 @@ const run = async () => {
   const postgresUrl = running.find(({ arm }) => arm.name === "C: Postgres")?.url
   if (postgres !== undefined && postgresUrl !== undefined) {
     log("two instances on one Postgres: a second `npm start` on the Postgres arm's database")
-    const second = await startNpmService("C: Postgres, second instance", { ...serviceEnv(upstream), DATABASE_URL: postgresUrl })
-    children.push(second)
-    const figures = await attempt("instances", postgres.name, () =>
-      Scenarios.severalInstances(postgres, service("C: Postgres, second instance", second, clients), bench, settings.instances))
-    await second.stop()
+    const figures = await attempt("instances", postgres.name, async () => {
+      const second = await startNpmService("C: Postgres, second instance", { ...serviceEnv(upstream), DATABASE_URL: postgresUrl })
+      children.push(second)
+      try {
+        return await Scenarios.severalInstances(postgres, service("C: Postgres, second instance", second, clients), bench, settings.instances)
+      } finally {
+        await second.stop()
+      }
+    })
     if (figures !== undefined) {
       instances[postgres.name] = figures
       log(`  follower elsewhere ${JSON.stringify(figures.followerElsewhere)}, on the owner ${JSON.stringify(figures.followerHere)}; abort from elsewhere ${JSON.stringify(figures.abortElsewhere)}, on the owner ${JSON.stringify(figures.abortHere)}; ${figures.followersLost} followers lost tokens`)

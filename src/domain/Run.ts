@@ -40,7 +40,9 @@ export class Run extends Schema.Class<Run>("Run")({
   abortReason: Schema.NullOr(AbortReason),
   error: Schema.NullOr(ErrorInfo),
   startedAt: Schema.Date,
-  finishedAt: Schema.NullOr(Schema.Date)
+  finishedAt: Schema.NullOr(Schema.Date),
+  /** The run's OpenTelemetry trace (spec 95); null while tracing is off. */
+  traceId: Schema.NullOr(Schema.String)
 }) {}
 
 export class StepRun extends Schema.Class<StepRun>("StepRun")({

@@ -14,6 +14,7 @@ import {
 import { Chat, CreateChat, Message } from "../domain/Chat.ts"
 import { ChatId, GenerationId, MessageId, RunId } from "../domain/Ids.ts"
 import { Regenerate, Run, RunSnapshot, RunStatus, SendMessage } from "../domain/Run.ts"
+import { RunReport } from "../domain/RunReport.ts"
 
 /** The HTTP contract (spec 70); handlers live apart, in the `*Http.ts` files beside it. */
 
@@ -27,6 +28,12 @@ export class SystemGroup extends HttpApiGroup.make("system")
       }))
       .addError(DatabaseUnavailable)
       .annotate(OpenApi.Summary, "Liveness plus a database round trip")
+  )
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+      .addError(NotFound)
+      .annotate(OpenApi.Summary, "Prometheus metrics (text exposition format); 404 when METRICS_ENABLED=false")
   ) {}
 
 const ChatPath = Schema.Struct({ chatId: ChatId })
@@ -104,6 +111,12 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .setPath(RunPath)
       .addSuccess(RunSnapshot)
       .annotate(OpenApi.Summary, "One run with its steps and generation")
+  )
+  .add(
+    HttpApiEndpoint.get("getRunReport", "/runs/:runId/report")
+      .setPath(RunPath)
+      .addSuccess(RunReport)
+      .annotate(OpenApi.Summary, "The run's debug report: its start, prompt, generation, journal and ownership")
   )
   .add(
     HttpApiEndpoint.get("runEvents", "/runs/:runId/events")

@@ -1,10 +1,21 @@
 import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import { Cause, Effect, Option } from "effect"
-import { DatabaseUnavailable, InternalError, NotFound, ValidationError } from "../domain/ApiErrors.ts"
+import { DatabaseUnavailable, InternalError, NotFound, PayloadTooLarge, ValidationError } from "../domain/ApiErrors.ts"
+import * as Metrics from "../services/observability/Metrics.ts"
 import { isDatabaseUnavailable } from "../services/db/Unavailable.ts"
 import { Api } from "./Api.ts"
 import { checkedBody } from "./RequestBody.ts"
+
+/** The turn routes; a refused turn request counts in `turn_runner_turn_requests_total` (spec 95). */
+const turnRoute = /^\/chats\/[^/?]+\/messages(\/[^/?]+\/regenerate)?\/?(?:\?|$)/
+
+const countRefusedTurn = (request: HttpServerRequest.HttpServerRequest, error: unknown) => {
+  const outcome = error instanceof ValidationError ? "invalid" : error instanceof PayloadTooLarge ? "too_large" : undefined
+  if (outcome === undefined || request.method !== "POST") return
+  const route = turnRoute.exec(request.url)
+  if (route !== null) Metrics.count(Metrics.turnRequests, 1, { trigger: route[1] === undefined ? "user_message" : "regenerate", outcome })
+}
 
 const isRequestError = (defect: unknown): defect is { readonly _tag: "RequestError" } =>
   typeof defect === "object" && defect !== null && "_tag" in defect && defect._tag === "RequestError"
@@ -57,5 +68,6 @@ export const ErrorBodies = HttpApiBuilder.middleware(Api, (app) =>
         yield* Effect.logError("request failed with a defect", cause)
         return yield* new InternalError({ message: "an internal error occurred; the server log has the details" })
       })
-    )
+    ),
+    Effect.tapError((error) => Effect.map(HttpServerRequest.HttpServerRequest, (request) => countRefusedTurn(request, error)))
   ))

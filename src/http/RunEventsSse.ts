@@ -4,6 +4,7 @@ import { Chunk, Effect, Stream } from "effect"
 import * as Zlib from "node:zlib"
 import { isTerminal } from "../domain/RunEvent.ts"
 import type { JournalEntry } from "../services/journal/Journal.ts"
+import * as Metrics from "../services/observability/Metrics.ts"
 import type { FollowOptions } from "../services/runner/RunEvents.ts"
 import { encodeEvent, keepAlive, sseResponse } from "./Sse.ts"
 
@@ -33,8 +34,12 @@ export const runEventsResponse = (
     },
     heartbeat: { everyMs: options.keepAliveMs, value: keepAlive }
   })
-  const body = frames.pipe(
+  const body = Stream.suspend(() => {
+    Metrics.move(Metrics.sseClients, 1)
+    return frames
+  }).pipe(
     Stream.mapChunks((chunk) => Chunk.of(encoder.encode(Chunk.join(chunk, "")))),
+    Stream.ensuring(Effect.sync(() => Metrics.move(Metrics.sseClients, -1))),
     Stream.ensuring(Effect.suspend(() => delivered || options.onDisconnect === undefined ? Effect.void : options.onDisconnect))
   )
   return options.gzip

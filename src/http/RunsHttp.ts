@@ -25,6 +25,7 @@ export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
       .handle("listRuns", ({ path, urlParams }) =>
         Effect.map(runs.list(path.chatId, { status: urlParams.status, limit: urlParams.limit }), (list) => ({ runs: list })))
       .handle("getRun", ({ path }) => runs.snapshot(path.runId))
+      .handle("getRunReport", ({ path }) => runs.report(path.runId))
       .handle("runEvents", ({ path, urlParams }) =>
         Effect.gen(function*() {
           const request = yield* HttpServerRequest.HttpServerRequest

@@ -3,6 +3,7 @@ import { Layer } from "effect"
 import { Api } from "./Api.ts"
 import { ChatsHttp } from "./ChatsHttp.ts"
 import { ErrorBodies } from "./ErrorBodies.ts"
+import { Prometheus } from "../services/observability/Prometheus.ts"
 import { RunsHttp } from "./RunsHttp.ts"
 import { SystemHttp } from "./SystemHttp.ts"
 import { TurnsHttp } from "./TurnsHttp.ts"
@@ -12,7 +13,7 @@ export const HttpLive = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ErrorBodies),
-  Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide([SystemHttp, ChatsHttp, TurnsHttp, RunsHttp]))),
+  Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide([SystemHttp.pipe(Layer.provide(Prometheus.Default)), ChatsHttp, TurnsHttp, RunsHttp]))),
   // Long path parameters still reach their route, to be refused there as invalid ids (400, not 404).
   Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384 })),
   HttpServer.withLogAddress

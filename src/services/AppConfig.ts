@@ -61,6 +61,7 @@ export const appConfig = Config.all({
     Config.withDefault(200_000)
   ),
   storePromptSnapshots: Config.boolean("STORE_PROMPT_SNAPSHOTS").pipe(Config.withDefault(false)),
+  metricsEnabled: Config.boolean("METRICS_ENABLED").pipe(Config.withDefault(true)),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
 })
 

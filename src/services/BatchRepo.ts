@@ -34,6 +34,8 @@ export interface GenerationState {
   readonly params: Readonly<Record<string, unknown>>
   readonly promptHash: string
   readonly promptSnapshot: PromptDraft | null
+  /** Each prompt message's role, length and hash (its text only in `promptSnapshot`). */
+  readonly promptMessages: ReadonlyArray<{ readonly role: string; readonly length: number; readonly hash: string }>
   readonly finishReason: string | null
   readonly usage: Usage | null
   readonly error: ErrorInfo | null
@@ -118,11 +120,11 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
     const generations = (rows: Iterable<GenerationState>) =>
       sql`generations AS (
         INSERT INTO llm_generations (id, run_id, step_run_id, chat_id, assistant_message_id, variant_id, status, provider, model,
-                                     params, prompt_hash, prompt_snapshot, finish_reason, prompt_tokens, completion_tokens,
-                                     error_code, error_message, attempts, started_at, finished_at)
+                                     params, prompt_hash, prompt_snapshot, prompt_messages, finish_reason, prompt_tokens,
+                                     completion_tokens, error_code, error_message, attempts, started_at, finished_at)
         SELECT x.id, x.run_id, x.step_run_id, x.chat_id, x.assistant_message_id, x.variant_id, x.status, x.provider, x.model,
-               x.params, x.prompt_hash, x.prompt_snapshot, x.finish_reason, x.prompt_tokens, x.completion_tokens,
-               x.error_code, x.error_message, x.attempts, x.started_at, x.finished_at
+               x.params, x.prompt_hash, x.prompt_snapshot, x.prompt_messages, x.finish_reason, x.prompt_tokens,
+               x.completion_tokens, x.error_code, x.error_message, x.attempts, x.started_at, x.finished_at
         FROM json_to_recordset(${json([...rows].map((g) => ({
         id: g.id,
         run_id: g.runId,
@@ -136,6 +138,7 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
         params: g.params,
         prompt_hash: g.promptHash,
         prompt_snapshot: g.promptSnapshot,
+        prompt_messages: g.promptMessages,
         finish_reason: g.finishReason,
         prompt_tokens: g.usage?.promptTokens ?? null,
         completion_tokens: g.usage?.completionTokens ?? null,
@@ -146,6 +149,7 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
         finished_at: g.finishedAt
       })))}::json) AS x(id uuid, run_id uuid, step_run_id uuid, chat_id uuid, assistant_message_id uuid, variant_id uuid,
                         status text, provider text, model text, params jsonb, prompt_hash text, prompt_snapshot jsonb,
+                        prompt_messages jsonb,
                         finish_reason text, prompt_tokens integer, completion_tokens integer, error_code text,
                         error_message text, attempts integer, started_at timestamptz, finished_at timestamptz)
         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, finish_reason = EXCLUDED.finish_reason,

@@ -7,8 +7,9 @@ import { AppConfig } from "./AppConfig.ts"
 import type { Batch, GenerationState } from "./BatchRepo.ts"
 import { runTimeoutError } from "./Interruption.ts"
 import { durably } from "./db/Unavailable.ts"
-import { sha256Of } from "./Hashing.ts"
+import { sha256Of, sha256OfText } from "./Hashing.ts"
 import { ChatModel } from "./llm/ChatModel.ts"
+import * as Metrics from "./observability/Metrics.ts"
 import { makeId } from "./Uuid.ts"
 import { merge, WriteBehind } from "./WriteBehind.ts"
 
@@ -107,6 +108,11 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           params: request.settings,
           promptHash: sha256Of(request.prompt),
           promptSnapshot: config.storePromptSnapshots ? request.prompt : null,
+          promptMessages: request.prompt.messages.map((message) => ({
+            role: message.role,
+            length: message.content.length,
+            hash: sha256OfText(message.content).slice(0, 16)
+          })),
           finishReason: null,
           usage: null,
           error: null,
@@ -145,6 +151,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           Effect.gen(function*() {
             const timedOut = Exit.isFailure(exit) ? runTimeoutError(exit.cause, config.runTimeoutMs) : undefined
             row = { ...row, ...outcomeOf(exit, finished, timedOut, yield* currentDate) }
+            recordMetrics(row, deltas)
             rowVersion++
             source.closed = true
             if (request.runId === undefined) yield* durably(writeBehind.flush)
@@ -155,7 +162,9 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         sink.started({ generationId, provider: model.provider, model: modelName })
 
         // Text counts as it leaves, so the variant holds exactly what was streamed.
+        let deltas = 0
         const emit = (content: string) => {
+          deltas++
           text += content
           sink.delta(content)
         }
@@ -273,5 +282,19 @@ const outcomeOf = (
 }
 
 const abortedInfo: ErrorInfo = { code: "aborted", message: "the generation was aborted" }
+
+/** The provider's failures, as opposed to the run's own (an abort, a run timeout). */
+const upstreamCodes = new Set(["llm_error", "rate_limited", "upstream_timeout", "upstream_unavailable"])
+
+/** A generation's share of the metrics (spec 95), added once it ended. */
+const recordMetrics = (row: GenerationState, deltas: number) => {
+  const provider = row.provider
+  Metrics.count(Metrics.streamDeltas, deltas, { provider })
+  if (row.usage !== null) {
+    Metrics.count(Metrics.usageTokens, row.usage.promptTokens, { provider, type: "input" })
+    Metrics.count(Metrics.usageTokens, row.usage.completionTokens, { provider, type: "output" })
+  }
+  if (row.error !== null && upstreamCodes.has(row.error.code)) Metrics.count(Metrics.upstreamErrors, 1, { code: row.error.code })
+}
 
 const unfinished = new GenerationFailed({ code: "llm_error", message: "the provider ended the stream before finishing" })

@@ -7,5 +7,8 @@ export const canonicalJson = (value: unknown): string =>
       ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
       : inner)
 
+/** Hex SHA-256 of a text. */
+export const sha256OfText = (text: string): string => createHash("sha256").update(text).digest("hex")
+
 /** Hex SHA-256 of the canonical JSON of a value (prompt hashes, request fingerprints). */
 export const sha256Of = (value: unknown): string => createHash("sha256").update(canonicalJson(value)).digest("hex")

@@ -2,7 +2,9 @@ import { SqlClient } from "@effect/sql"
 import { Array as Arr, Effect, Option } from "effect"
 import type { ErrorInfo } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
+import type { PromptDraft } from "../domain/Prompt.ts"
 import { Run, RunSnapshot, StepRun } from "../domain/Run.ts"
+import { RunReport } from "../domain/RunReport.ts"
 import type { AbortReason, RunStatus, StepStatus, Trigger } from "../domain/Run.ts"
 import { generationColumns, generationFromRow } from "./GenerationsRepo.ts"
 import type { GenerationRow } from "./GenerationsRepo.ts"
@@ -24,6 +26,7 @@ interface RunRow {
   readonly errorMessage: string | null
   readonly startedAt: Date
   readonly finishedAt: Date | null
+  readonly traceId: string | null
 }
 
 interface StepRow {
@@ -62,7 +65,95 @@ const runColumns = `r.id, r.chat_id AS "chatId", r.pipeline_id AS "pipelineId", 
   r.trigger, r.status, r.idempotency_key AS "idempotencyKey", r.user_message_id AS "userMessageId",
   r.assistant_message_id AS "assistantMessageId", r.assistant_variant_id AS "assistantVariantId",
   r.generation_id AS "generationId", r.abort_reason AS "abortReason", r.error_code AS "errorCode",
-  r.error_message AS "errorMessage", r.started_at AS "startedAt", r.finished_at AS "finishedAt"`
+  r.error_message AS "errorMessage", r.started_at AS "startedAt", r.finished_at AS "finishedAt", r.trace_id AS "traceId"`
+
+type SnapshotRow = RunRow & { readonly steps: ReadonlyArray<Dated<StepRow>>; readonly generation: Dated<GenerationRow> | null }
+
+const snapshotOf = ({ generation, steps, ...run }: SnapshotRow) =>
+  new RunSnapshot({
+    run: runFromRow(run),
+    steps: steps.map((step) => stepFromRow(dated(step))),
+    generation: generation === null ? null : generationFromRow(dated(generation))
+  })
+
+interface ReportRow {
+  readonly requestFingerprint: string
+  readonly duplicateRequests: number
+  readonly settings: unknown
+  readonly ownerInstance: string | null
+  readonly leaseExpiresAt: Date | null
+  readonly abortRequestedAt: Date | null
+  readonly abortRequestedReason: AbortReason | null
+  readonly promptHash: string | null
+  readonly promptMessages: ReadonlyArray<{ readonly role: string; readonly length: number; readonly hash: string }> | null
+  readonly promptSnapshot: PromptDraft | null
+  readonly preOutput: unknown
+  readonly events: number
+  readonly firstSeq: number | null
+  readonly lastSeq: number | null
+  readonly deltas: number
+  readonly firstDeltaAt: Date | null
+  readonly lastDeltaAt: Date | null
+  readonly byType: Record<string, number>
+}
+
+const round = (value: number) => Math.round(value * 10) / 10
+
+/** The prompt's messages: their text only from the snapshot (stored when STORE_PROMPT_SNAPSHOTS=true). */
+const promptOf = (row: ReportRow) =>
+  row.promptMessages === null ? null : row.promptMessages.map((message, i) => {
+    const content = row.promptSnapshot?.messages[i]?.content
+    return content === undefined ? message : { ...message, content }
+  })
+
+/** A statement's row as the report: the snapshot, and the figures derived from the rest. */
+const reportOf = ({ requestFingerprint, duplicateRequests, settings, ownerInstance, leaseExpiresAt, abortRequestedAt,
+  abortRequestedReason, promptHash, promptMessages, promptSnapshot, preOutput, events, firstSeq, lastSeq, deltas, firstDeltaAt,
+  lastDeltaAt, byType, ...snapshotRow }: SnapshotRow & ReportRow): RunReport => {
+  const row = { requestFingerprint, duplicateRequests, settings, ownerInstance, leaseExpiresAt, abortRequestedAt, abortRequestedReason,
+    promptHash, promptMessages, promptSnapshot, preOutput, events, firstSeq, lastSeq, deltas, firstDeltaAt, lastDeltaAt, byType }
+  const snapshot = snapshotOf(snapshotRow)
+  const generation = snapshot.generation
+  const pace = row.firstDeltaAt !== null && row.lastDeltaAt !== null && row.deltas > 1
+    ? row.deltas / Math.max((row.lastDeltaAt.getTime() - row.firstDeltaAt.getTime()) / 1000, 0.001)
+    : null
+  return new RunReport({
+    snapshot,
+    traceId: snapshot.run.traceId,
+    start: {
+      trigger: snapshot.run.trigger,
+      idempotencyKey: snapshot.run.idempotencyKey,
+      requestFingerprint: row.requestFingerprint,
+      duplicateRequests: row.duplicateRequests,
+      settings: row.settings
+    },
+    prompt: {
+      hash: row.promptHash,
+      messages: promptOf(row),
+      textStored: row.promptSnapshot !== null,
+      pre: row.preOutput ?? null
+    },
+    generation: generation === null ? null : {
+      provider: generation.provider,
+      model: generation.model,
+      attempts: generation.attempts,
+      timeToFirstTokenMs: row.firstDeltaAt === null ? null : row.firstDeltaAt.getTime() - snapshot.run.startedAt.getTime(),
+      deltas: row.deltas,
+      deltasPerSecond: pace === null ? null : round(pace),
+      usage: generation.usage,
+      finishReason: generation.finishReason,
+      error: generation.error
+    },
+    journal: { events: row.events, firstSeq: row.firstSeq, lastSeq: row.lastSeq, byType: row.byType },
+    ownership: {
+      ownerInstance: row.ownerInstance,
+      leaseExpiresAt: row.leaseExpiresAt,
+      abortRequest: row.abortRequestedAt === null || row.abortRequestedReason === null
+        ? null
+        : { at: row.abortRequestedAt, reason: row.abortRequestedReason }
+    }
+  })
+}
 
 /** An abort asked for by a request to any instance, stored on the run (spec 50). */
 export interface AbortRequest {
@@ -117,28 +208,51 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
         Effect.orDie
       )
 
+    /** The run's steps and generation, as JSON columns of a statement on `pipeline_runs r`. */
+    const stepsAndGeneration = sql.literal(`
+      (SELECT COALESCE(json_agg(s ORDER BY s.position), '[]'::json) FROM (
+         SELECT id, run_id AS "runId", step_type AS "stepType", position, status, label, output,
+                error_code AS "errorCode", error_message AS "errorMessage", started_at AS "startedAt",
+                finished_at AS "finishedAt"
+         FROM pipeline_step_runs WHERE run_id = r.id) s) AS steps,
+      (SELECT to_json(g) FROM (SELECT ${generationColumns} FROM llm_generations g WHERE g.run_id = r.id) g) AS generation`)
+
     /**
      * The run with its steps and generation, read in one statement: one consistent state, never a
      * run that does not yet name a generation whose row the same answer shows.
      */
     const snapshot = (runId: RunId) =>
-      sql<RunRow & { readonly steps: ReadonlyArray<Dated<StepRow>>; readonly generation: Dated<GenerationRow> | null }>`
-        SELECT ${sql.literal(runColumns)},
-          (SELECT COALESCE(json_agg(s ORDER BY s.position), '[]'::json) FROM (
-             SELECT id, run_id AS "runId", step_type AS "stepType", position, status, label, output,
-                    error_code AS "errorCode", error_message AS "errorMessage", started_at AS "startedAt",
-                    finished_at AS "finishedAt"
-             FROM pipeline_step_runs WHERE run_id = r.id) s) AS steps,
-          (SELECT to_json(g) FROM (SELECT ${sql.literal(generationColumns)} FROM llm_generations g WHERE g.run_id = r.id) g) AS generation
-        FROM pipeline_runs r WHERE r.id = ${runId}`.pipe(
-        Effect.map((rows) =>
-          Option.map(Arr.head(rows), ({ generation, steps, ...run }) =>
-            new RunSnapshot({
-              run: runFromRow(run),
-              steps: steps.map((step) => stepFromRow(dated(step))),
-              generation: generation === null ? null : generationFromRow(dated(generation))
-            }))
-        ),
+      sql<SnapshotRow>`SELECT ${sql.literal(runColumns)}, ${stepsAndGeneration} FROM pipeline_runs r WHERE r.id = ${runId}`.pipe(
+        Effect.map((rows) => Option.map(Arr.head(rows), snapshotOf)),
+        Effect.orDie
+      )
+
+    /**
+     * The run report (spec 95), read in one statement with the snapshot it shows: how the run
+     * started, its prompt, its generation's pace, its journal (as journaled so far) and who owns it.
+     */
+    const report = (runId: RunId) =>
+      sql<SnapshotRow & ReportRow>`
+        SELECT ${sql.literal(runColumns)}, ${stepsAndGeneration},
+          r.request_fingerprint AS "requestFingerprint", r.duplicate_requests AS "duplicateRequests", r.settings,
+          r.owner_instance AS "ownerInstance", r.lease_expires_at AS "leaseExpiresAt",
+          r.abort_requested_at AS "abortRequestedAt", r.abort_requested_reason AS "abortRequestedReason",
+          g.prompt_hash AS "promptHash", g.prompt_messages AS "promptMessages", g.prompt_snapshot AS "promptSnapshot",
+          (SELECT s.output FROM pipeline_step_runs s WHERE s.run_id = r.id AND s.step_type = 'pre') AS "preOutput",
+          j.events, j."firstSeq", j."lastSeq", j.deltas, j."firstDeltaAt", j."lastDeltaAt", b."byType"
+        FROM pipeline_runs r
+        LEFT JOIN llm_generations g ON g.run_id = r.id
+        CROSS JOIN LATERAL (
+          SELECT count(*)::int AS events, min(e.seq) AS "firstSeq", max(e.seq) AS "lastSeq",
+                 (count(*) FILTER (WHERE e.type = 'llm.stream.delta'))::int AS deltas,
+                 min(e.at) FILTER (WHERE e.type = 'llm.stream.delta') AS "firstDeltaAt",
+                 max(e.at) FILTER (WHERE e.type = 'llm.stream.delta') AS "lastDeltaAt"
+          FROM pipeline_run_events e WHERE e.run_id = r.id) j
+        CROSS JOIN LATERAL (
+          SELECT COALESCE(json_object_agg(t.type, t.n), '{}'::json) AS "byType"
+          FROM (SELECT e.type, count(*)::int AS n FROM pipeline_run_events e WHERE e.run_id = r.id GROUP BY e.type) t) b
+        WHERE r.id = ${runId}`.pipe(
+        Effect.map((rows) => Option.map(Arr.head(rows), reportOf)),
         Effect.orDie
       )
 
@@ -161,6 +275,7 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
       requestAbort,
       find,
       snapshot,
+      report,
       listForChat,
       runOfGeneration
     } as const

@@ -145,6 +145,10 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
           ${history(turn)}
           ${outcome}`.pipe(Effect.flatMap(decodeStart), Effect.map((rows) => rows[0]!), Effect.catchTag("ParseError", Effect.die))
 
-    return { startUserMessage, startRegenerate } as const
+    /** One more repeated request answered by the run (the run report counts them). */
+    const countDuplicate = (runId: RunId) =>
+      sql`UPDATE pipeline_runs SET duplicate_requests = duplicate_requests + 1 WHERE id = ${runId}`.pipe(Effect.asVoid)
+
+    return { startUserMessage, startRegenerate, countDuplicate } as const
   })
 }) {}

@@ -3,6 +3,7 @@ import { AppConfig } from "./AppConfig.ts"
 import { BatchRepo, emptyBatch, isEmpty } from "./BatchRepo.ts"
 import type { Batch } from "./BatchRepo.ts"
 import { isDatabaseUnavailable } from "./db/Unavailable.ts"
+import * as Metrics from "./observability/Metrics.ts"
 
 /**
  * Something a live run keeps in memory until it is written (its rows, its event journal, its
@@ -71,7 +72,12 @@ export class WriteBehind extends Effect.Service<WriteBehind>()("turn-runner/Writ
         }
         if (isEmpty(batch)) return Effect.sync(drop)
         // Uninterruptible: a write cut off mid-way may still commit, and would then be repeated.
-        return Effect.uninterruptible(repo.write(batch).pipe(
+        const timed = batch.events.length === 0
+          ? repo.write(batch)
+          : Effect.flatMap(Clock.currentTimeNanos, (start) =>
+            Effect.tap(repo.write(batch), () =>
+              Effect.map(Clock.currentTimeNanos, (end) => Metrics.observe(Metrics.journalWrite, Number(end - start) / 1e9))))
+        return Effect.uninterruptible(timed.pipe(
           Effect.zipRight(Effect.sync(() => {
             for (const done of written) done()
           })),

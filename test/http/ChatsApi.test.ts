@@ -133,7 +133,7 @@ for (const database of testDatabases) {
         const spec = yield* getJson("/openapi.json")
         expect(spec.status).toBe(200)
         expect(Object.keys((spec.body as { readonly paths: object }).paths)).toEqual(
-          expect.arrayContaining(["/health", "/chats", "/chats/{chatId}", "/chats/{chatId}/messages"])
+          expect.arrayContaining(["/health", "/chats", "/chats/{chatId}", "/chats/{chatId}/messages", "/runs/{runId}/report"])
         )
         const docs = yield* getJson("/docs")
         expect(docs.status).toBe(200)

@@ -4,13 +4,15 @@ import initial from "./migrations/0001_initial.ts"
 import compactJournal from "./migrations/0002_compact_journal.ts"
 import generationAttempts from "./migrations/0003_generation_attempts.ts"
 import abortRequests from "./migrations/0004_abort_requests.ts"
+import runReport from "./migrations/0005_run_report.ts"
 
 /** Versioned migrations, applied in order at start-up; a new one is a new entry here. */
 const loader = Migrator.fromRecord({
   "0001_initial": initial,
   "0002_compact_journal": compactJournal,
   "0003_generation_attempts": generationAttempts,
-  "0004_abort_requests": abortRequests
+  "0004_abort_requests": abortRequests,
+  "0005_run_report": runReport
 })
 
 /**

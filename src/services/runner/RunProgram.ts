@@ -9,6 +9,7 @@ import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
 import { durably } from "../db/Unavailable.ts"
 import type { Generations } from "../Generations.ts"
 import { runTimeoutError } from "../Interruption.ts"
+import * as Metrics from "../observability/Metrics.ts"
 import { makeId } from "../Uuid.ts"
 import type { WriteBehind } from "../WriteBehind.ts"
 import type { LiveRun } from "./LiveRuns.ts"
@@ -118,6 +119,8 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
   let answer = ""
   const llm = (prompt: PromptDraft) => (ref: StepRef) => {
     let started = false
+    let provider = ""
+    let firstDelta = true
     log.deltasOf(ref)
     return deps.generations.run({
       chatId: context.chatId,
@@ -128,13 +131,19 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
       runId: context.runId,
       stepRunId: ref.stepRunId
     }, {
-      started: ({ generationId, model, provider }) => {
+      started: (generation) => {
         // The first event: every later one names the generation.
         started = true
+        provider = generation.provider
+        const { generationId, model } = generation
         log.setGeneration(generationId)
         log.emit({ type: "llm.stream.meta", provider, model }, ref)
       },
       delta: (content) => {
+        if (firstDelta) {
+          firstDelta = false
+          Metrics.observe(Metrics.timeToFirstToken, (now().getTime() - context.startedAt.getTime()) / 1000, { provider })
+        }
         answer += content
         log.delta(content)
       },
@@ -196,6 +205,9 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
       })
       log.emit(terminal)
       log.closed = true
+      const reason = terminal.type === "pipeline.run.done" ? "none" : terminal.type === "pipeline.run.aborted" ? abortReason : terminal.error.code
+      Metrics.count(Metrics.runsFinished, 1, { status: terminal.status, reason })
+      Metrics.observe(Metrics.runDuration, (finishedAt.getTime() - context.startedAt.getTime()) / 1000, { status: terminal.status })
       // Steps, generation, run, the last text and the last journal batch: one statement.
       yield* durably(deps.writeBehind.flush).pipe(Effect.ensuring(Effect.sync(() => log.release())))
       // A failure says why (its message is the provider's, scrubbed, or ours: never prompt text).

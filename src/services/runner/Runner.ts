@@ -5,6 +5,7 @@ import { builtinPipeline } from "../../domain/Run.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { channels, Notifications } from "../cluster/Notifications.ts"
 import { Journal } from "../journal/Journal.ts"
+import * as Metrics from "../observability/Metrics.ts"
 import { Generations } from "../Generations.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { runTimeout } from "../Interruption.ts"
@@ -124,6 +125,8 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       }, yield* Effect.clock)
       const run: LiveRun = { log, abortReason: undefined, abortRequestedAt: undefined }
       live.add(run)
+      Metrics.count(Metrics.runsStarted, 1, { trigger: context.trigger })
+      Metrics.set(Metrics.runsLive, live.size)
       deadlines.set(context.runId, context.startedAt.getTime() + config.runTimeoutMs)
       deadlineAdded.unsafeOpen()
       log.emit({ type: "pipeline.run.started", status: "running" })
@@ -132,6 +135,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         runProgram(deps, context, run, new RunRows(context.runId)).pipe(
           Effect.ensuring(Effect.sync(() => {
             live.remove(context.runId)
+            Metrics.set(Metrics.runsLive, live.size)
             deadlines.delete(context.runId)
           })),
           Effect.annotateLogs({ runId: context.runId, chatId: context.chatId }),

@@ -58,6 +58,14 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       return yield* abort(runId, reason)
     })
 
-    return { snapshot, exists, list, events: eventsOf, follow, abort, abortGeneration } as const
+    /** The debug report of the run (spec 95). */
+    const report = Effect.fn("Runs.report")(function*(runId: RunId) {
+      return yield* Effect.flatMap(repo.report(runId), Option.match({
+        onNone: () => Effect.fail(new NotFound({ message: `run ${runId} does not exist` })),
+        onSome: Effect.succeed
+      }))
+    })
+
+    return { snapshot, report, exists, list, events: eventsOf, follow, abort, abortGeneration } as const
   })
 }) {}

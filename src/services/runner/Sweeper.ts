@@ -10,6 +10,7 @@ import { BatchRepo, emptyBatch } from "../BatchRepo.ts"
 import { Journal } from "../journal/Journal.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Instance } from "../Instance.ts"
+import * as Metrics from "../observability/Metrics.ts"
 import { makeId } from "../Uuid.ts"
 import { Runner } from "./Runner.ts"
 
@@ -101,7 +102,10 @@ export class Sweeper extends Effect.Service<Sweeper>()("turn-runner/Sweeper", {
       for (const run of expired) {
         // A run of ours that is still live only missed a renewal: its own finalizers will close it.
         if (run.owner === instance.id && runner.isLive(run.id)) continue
-        if (yield* closeOne(run.id, sweptAt)) closed++
+        if (yield* closeOne(run.id, sweptAt)) {
+          closed++
+          Metrics.count(Metrics.runsSwept, 1)
+        }
       }
       return closed
     }).pipe(Effect.withSpan("Sweeper.sweep"))

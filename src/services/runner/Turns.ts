@@ -9,6 +9,7 @@ import { sha256Of } from "../Hashing.ts"
 import { Instance } from "../Instance.ts"
 import { TurnsRepo } from "../TurnsRepo.ts"
 import type { NewTurn, StartRow } from "../TurnsRepo.ts"
+import * as Metrics from "../observability/Metrics.ts"
 import { makeId } from "../Uuid.ts"
 import type { RunContext } from "./RunContext.ts"
 import { Runner } from "./Runner.ts"
@@ -37,6 +38,22 @@ interface TurnPlan {
   readonly userMessage: PromptMessage | undefined
   readonly start: (turn: NewTurn) => Effect.Effect<StartRow, SqlError>
 }
+
+/** How a turn request ended, for `turn_runner_turn_requests_total` (spec 95). */
+const outcomeOf: Record<TurnError["_tag"], string> = {
+  NotFound: "not_found",
+  IdempotencyKeyReused: "idempotency_key_reused",
+  ChatBusy: "rejected_busy",
+  NotLatestAssistantMessage: "not_latest_assistant_message",
+  ShuttingDown: "shutting_down"
+}
+
+const counted = (trigger: Trigger, turn: Effect.Effect<TurnStarted, TurnError>) =>
+  Effect.tapBoth(turn, {
+    onSuccess: ({ deduplicated }) =>
+      Effect.sync(() => Metrics.count(Metrics.turnRequests, 1, { trigger, outcome: deduplicated ? "deduplicated" : "started" })),
+    onFailure: (error) => Effect.sync(() => Metrics.count(Metrics.turnRequests, 1, { trigger, outcome: outcomeOf[error._tag] }))
+  })
 
 const isUniqueViolation = (error: SqlError) => (error.cause as { readonly code?: unknown } | undefined)?.code === "23505"
 
@@ -85,6 +102,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           if (row.existingFingerprint !== plan.fingerprint) {
             return yield* new IdempotencyKeyReused({ message: `idempotency key ${plan.idempotencyKey} was used for a different request` })
           }
+          yield* repo.countDuplicate(row.existingRunId as RunId).pipe(Effect.orDie)
           return { run: runner.handle(row.existingRunId as RunId), deduplicated: true }
         }
         if (!turn.create) return yield* new ShuttingDown({ message: "the server is shutting down; try again shortly" })
@@ -122,7 +140,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
 
     const sendMessage = Effect.fn("Turns.sendMessage")(function*(chatId: ChatId, request: SendMessage) {
       const userVariantId = yield* makeId<VariantId>()
-      return yield* start({
+      return yield* counted("user_message", start({
         chatId,
         trigger: "user_message",
         idempotencyKey: `user_message:${request.userMessageId}`,
@@ -134,12 +152,12 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
         conflict: new IdempotencyKeyReused({ message: `message id ${request.userMessageId} is already taken` }),
         userMessage: { role: "user", content: request.content },
         start: (turn) => repo.startUserMessage(turn, { messageId: request.userMessageId, variantId: userVariantId, content: request.content })
-      })
+      }))
     })
 
     const regenerate = Effect.fn("Turns.regenerate")(
       function*(chatId: ChatId, assistantMessageId: MessageId, request: Regenerate) {
-        return yield* start({
+        return yield* counted("regenerate", start({
           chatId,
           trigger: "regenerate",
           idempotencyKey: `regenerate:${assistantMessageId}:${request.requestId}`,
@@ -151,7 +169,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           conflict: new NotFound({ message: `message ${assistantMessageId} does not exist in chat ${chatId}` }),
           userMessage: undefined,
           start: repo.startRegenerate
-        })
+        }))
       }
     )
 
