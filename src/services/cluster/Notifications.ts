@@ -33,8 +33,11 @@ export type NotificationsStatus = "listening" | "reconnecting" | "off"
 export class Notifications extends Context.Tag("turn-runner/Notifications")<Notifications, {
   /** `handler` gets each payload sent on `channel` by any instance (this one included), synchronously. */
   readonly on: (channel: Channel, handler: (payload: string) => void) => void
-  /** Sends on `channel` over the listening connection, in order; dropped while it is down. */
-  readonly send: (channel: Channel, payload: string) => void
+  /**
+   * Sends on `channel` over the listening connection, in order; dropped while it is down. The
+   * promise settles once the signal has left (or was dropped), for a sender that must know.
+   */
+  readonly send: (channel: Channel, payload: string) => Promise<void>
   /** Called each time the instance listens again after a drop: catch up on what was missed. */
   readonly onListening: (hook: () => void) => void
   readonly status: () => NotificationsStatus
@@ -46,7 +49,7 @@ export const maxPayloadBytes = 7900
 /** One process, nobody to signal: nothing is ever received, and followers read the journal. */
 export const off: Layer.Layer<Notifications> = Layer.succeed(Notifications, {
   on: () => {},
-  send: () => {},
+  send: () => Promise.resolve(),
   onListening: () => {},
   status: () => "off"
 })
@@ -70,19 +73,26 @@ export const listening = (url: Redacted.Redacted) =>
 
       // What is sent while a send is in flight leaves with the next one, in one statement: one
       // round trip for many signals, in the order they were sent.
-      let outbox: { channels: Array<string>; payloads: Array<string> } = { channels: [], payloads: [] }
+      interface Outbox {
+        readonly channels: Array<string>
+        readonly payloads: Array<string>
+        readonly sent: Array<() => void>
+      }
+      const empty = (): Outbox => ({ channels: [], payloads: [], sent: [] })
+      let outbox = empty()
       let sending = false
       const pump = () => {
         if (sending || outbox.channels.length === 0) return
-        const connection = client
-        if (connection === undefined) return void (outbox = { channels: [], payloads: [] })
         const batch = outbox
-        outbox = { channels: [], payloads: [] }
+        outbox = empty()
+        const connection = client
+        if (connection === undefined) return batch.sent.forEach((sent) => sent())
         sending = true
         connection.query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)", [batch.channels, batch.payloads])
           .catch(() => undefined)
           .finally(() => {
             sending = false
+            batch.sent.forEach((sent) => sent())
             pump()
           })
       }
@@ -132,12 +142,14 @@ export const listening = (url: Redacted.Redacted) =>
           list.push(handler)
           handlers.set(channel, list)
         },
-        send: (channel, payload) => {
-          if (client === undefined) return
-          outbox.channels.push(channel)
-          outbox.payloads.push(payload)
-          pump()
-        },
+        send: (channel, payload) =>
+          new Promise<void>((sent) => {
+            if (client === undefined) return sent()
+            outbox.channels.push(channel)
+            outbox.payloads.push(payload)
+            outbox.sent.push(sent)
+            pump()
+          }),
         onListening: (hook) => void hooks.push(hook),
         status: () => (client === undefined ? "reconnecting" : "listening")
       }

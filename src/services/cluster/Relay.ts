@@ -133,11 +133,12 @@ export class Relay extends Effect.Service<Relay>()("turn-runner/Relay", {
      */
     const follow = (runId: RunId, handler: (message: RelayMessage) => void) =>
       Effect.acquireRelease(
-        Effect.sync(() => {
+        Effect.promise(() => {
           const handlers = followers.get(runId) ?? new Set()
           handlers.add(handler)
           followers.set(runId, handlers)
-          notifications.send(channels.follow, runId)
+          // Returns once the request has left: what the follower does next comes after it.
+          return notifications.send(channels.follow, runId)
         }),
         () =>
           Effect.sync(() => {
@@ -145,7 +146,7 @@ export class Relay extends Effect.Service<Relay>()("turn-runner/Relay", {
             handlers?.delete(handler)
             if (handlers?.size === 0) followers.delete(runId)
           })
-      ).pipe(Effect.as({ announce: () => notifications.send(channels.follow, runId) }))
+      ).pipe(Effect.as({ announce: () => void notifications.send(channels.follow, runId) }))
 
     return {
       follow,

@@ -1,9 +1,12 @@
-import { Clock, Duration, Effect, Fiber, FiberMap, Option, Runtime, Schedule, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber, FiberMap, Option, Runtime, Schedule } from "effect"
+import type { Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import type { AbortReason } from "../../domain/Run.ts"
 import { builtinPipeline } from "../../domain/Run.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { channels, Notifications } from "../cluster/Notifications.ts"
+import { Relay } from "../cluster/Relay.ts"
+import { isTerminal } from "../../domain/RunEvent.ts"
 import { Journal } from "../journal/Journal.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import { Generations } from "../Generations.ts"
@@ -53,6 +56,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     const events = yield* RunEvents
     const journal = yield* Journal
     const notifications = yield* Notifications
+    const relay = yield* Relay
     const fibers = yield* FiberMap.make<RunId>()
     // Runs are forked with the runner's own context, not their caller's: a run must not keep the
     // HTTP request that started it (its objects, its span, its log annotations) alive.
@@ -172,11 +176,27 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
      */
     const abort = Effect.fn("Runner.abort")(function*(runId: RunId, reason: AbortReason) {
       if (live.has(runId)) return yield* abortHere(runId, reason)
-      if (!(yield* requestAbort(runId, reason))) return
-      // From the event before the last journaled one: a run that ended meanwhile still shows its end.
-      const after = Math.max(0, (yield* journal.lastSeq(runId)) - 1)
-      yield* Stream.runDrain(events.follow(runId, after))
+      yield* Effect.scoped(Effect.gen(function*() {
+        // Followed before the request leaves: its owner may end it before a later request to follow.
+        const ended = yield* Deferred.make<void>()
+        yield* relay.follow(runId, (message) => {
+          if (message.entries.some((entry) => isTerminal(entry.type))) Deferred.unsafeDone(ended, Exit.void)
+        })
+        if (!(yield* requestAbort(runId, reason))) return
+        // The journal as the fallback: a lost signal, a dead owner (the sweeper closes its run), one process.
+        yield* Effect.raceFirst(Deferred.await(ended), untilJournaledEnd(runId))
+      }))
     })
+
+    /** Until the run's terminal event is in its journal, read 20 ms after the start, then less and less often (at most 1 s apart). */
+    const untilJournaledEnd = (runId: RunId) =>
+      journal.terminalSeq(runId).pipe(
+        Effect.repeat({
+          until: Option.isSome,
+          schedule: Schedule.exponential(Duration.millis(20)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(1))))
+        }),
+        Effect.delay(Duration.millis(20))
+      )
 
     /** The handle of a run, live here or not. */
     const handle = (runId: RunId): RunHandle => ({
