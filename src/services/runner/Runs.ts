@@ -17,11 +17,15 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
     const runner = yield* Runner
     const events = yield* RunEvents
 
-    const snapshot = Effect.fn("Runs.snapshot")(function*(runId: RunId) {
-      return yield* Effect.flatMap(repo.snapshot(runId), Option.match({
+    /** What `read` found of the run, or 404 `not_found`. */
+    const ofRun = <A>(runId: RunId, read: Effect.Effect<Option.Option<A>>) =>
+      Effect.flatMap(read, Option.match({
         onNone: () => Effect.fail(new NotFound({ message: `run ${runId} does not exist` })),
         onSome: Effect.succeed
       }))
+
+    const snapshot = Effect.fn("Runs.snapshot")(function*(runId: RunId) {
+      return yield* ofRun(runId, repo.snapshot(runId))
     })
 
     const list = Effect.fn("Runs.list")(
@@ -60,10 +64,7 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
 
     /** The debug report of the run (spec 95). */
     const report = Effect.fn("Runs.report")(function*(runId: RunId) {
-      return yield* Effect.flatMap(repo.report(runId), Option.match({
-        onNone: () => Effect.fail(new NotFound({ message: `run ${runId} does not exist` })),
-        onSome: Effect.succeed
-      }))
+      return yield* ofRun(runId, repo.report(runId))
     })
 
     return { snapshot, report, exists, list, events: eventsOf, follow, abort, abortGeneration } as const
