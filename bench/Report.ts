@@ -19,7 +19,7 @@ const mark = (met: boolean | null) => (met === null ? "–" : met ? "✅ met" : 
 const isPostgres = (arm: string) => arm === "C: Postgres"
 
 export const table = (results: Results): string => {
-  const { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, memory, writes, wire, journal, idle, soak } = results.figures
+  const { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, tracing, memory, writes, wire, journal, idle, soak } = results.figures
   const s = results.settings
   const a: Scenarios.SingleStreamFigures = single.A ?? {
     ttft: { p50: null, p99: null, max: null, n: 0 },
@@ -211,6 +211,19 @@ export const table = (results: Results): string => {
         `${ms(figures.followerElsewhere.p50)} / ${ms(figures.followerElsewhere.max)} (owner ${ms(figures.followerHere.p50)} / ${ms(figures.followerHere.max)}${
           figures.followersLost > 0 ? `; ${figures.followersLost} followers lost tokens` : ""
         }) ${mark((figures.followerElsewhere.p50 ?? Infinity) <= 50 && (figures.followerElsewhere.max ?? Infinity) <= 250 && figures.followersLost === 0)}`)
+  )
+
+  // -- Tracing (spec 95)
+  row(
+    `short turns with every span exported over OTLP/HTTP (protobuf, to a sink): turns/s, CPU per turn, bytes exported per turn (beside: the same arm without an exporter, measured just before)`,
+    "reported",
+    "–",
+    "–",
+    (arm) => {
+      const figures = tracing?.[arm]
+      if (figures === undefined) return "–"
+      return `${figures.traced.turnsPerSecond}/s, ${figures.traced.cpuMsPerTurn} ms, ${figures.exportedBytesPerTurn} B (without: ${figures.untraced.turnsPerSecond}/s, ${figures.untraced.cpuMsPerTurn} ms)`
+    }
   )
 
   // -- Journal

@@ -183,6 +183,46 @@ export const shortTurns = async (
   }
 }
 
+export interface TracingFigures {
+  /** The same short turns on the arm as it runs everywhere else (no exporter)… */
+  readonly untraced: ThroughputFigures
+  /** …and on the same kind of arm exporting every span over OTLP/HTTP to a sink. */
+  readonly traced: ThroughputFigures
+  /** The traced arm's CPU per turn over the untraced one's, in ms. */
+  readonly addedCpuMsPerTurn: number | null
+  /** Bytes the exporter sent per turn (protobuf), and in how many requests. */
+  readonly exportedBytesPerTurn: number | null
+  readonly exportRequests: number
+}
+
+/**
+ * The cost of tracing (spec 95): short turns on an arm without an exporter, then on a twin that
+ * exports its spans to `sink` (`bench/otlp-sink.ts`), one after the other on the same machine.
+ */
+export const tracingCost = async (
+  untracedArm: Arm,
+  tracedArm: Arm,
+  bench: Bench,
+  sink: Child,
+  options: Parameters<typeof shortTurns>[2]
+): Promise<TracingFigures> => {
+  const untraced = await shortTurns(untracedArm, bench, options)
+  await upstreamIdle(bench.upstream)
+  const before = (await json(new Http.Agent(), new URL("/stats", sink.url), "GET")).body
+  const traced = await shortTurns(tracedArm, bench, options)
+  await upstreamIdle(bench.upstream)
+  // What the exporter still holds leaves within its interval (OTEL_BSP_SCHEDULE_DELAY=1000).
+  await sleep(1500)
+  const after = (await json(new Http.Agent(), new URL("/stats", sink.url), "GET")).body
+  return {
+    untraced,
+    traced,
+    addedCpuMsPerTurn: traced.cpuMsPerTurn === null || untraced.cpuMsPerTurn === null ? null : round(traced.cpuMsPerTurn - untraced.cpuMsPerTurn),
+    exportedBytesPerTurn: round((after.bytes - before.bytes) / traced.turns, 0),
+    exportRequests: after.requests - before.requests
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export interface LevelFigures {

@@ -14,7 +14,7 @@
  * scenario small (a smoke test of the benchmark itself, not a measurement). `BENCH_SOAK_MS` sets
  * the soak's length (default 10 minutes, 20 s with `BENCH_QUICK=1`; 0 skips it).
  * `BENCH_SERVICE_DIR` starts the service from another checkout (default: the current directory).
- * `BENCH_ONLY=name,…` runs only those scenarios (`single`, `short`, `concurrency`, `cpu`,
+ * `BENCH_ONLY=name,…` runs only those scenarios (`single`, `short`, `concurrency`, `cpu`, `tracing`,
  * `ttftUnderLoad`, `abort`, `instances`, `memory`, `wire`, `writes`, `journal`, `idle`, `soak`)
  * and writes nothing.
  */
@@ -93,6 +93,7 @@ export interface Results {
     readonly abort: Record<string, Scenarios.AbortFigures>
     /** Two instances on one Postgres (the Postgres arm and a second `npm start` on its database). */
     readonly instances: Record<string, Scenarios.InstancesFigures>
+    readonly tracing: Record<string, Scenarios.TracingFigures>
     readonly memory: Record<string, Scenarios.MemoryFigures>
     readonly writes: Record<string, Array<Scenarios.WriteFigures>>
     readonly wire: Record<string, Scenarios.WireFigures>
@@ -274,6 +275,37 @@ const run = async () => {
     if (figures !== undefined) writes[postgres.name] = figures
   }
 
+  const tracing: Record<string, Scenarios.TracingFigures> = {}
+  const untraced = postgres ?? services[0]
+  if (untraced !== undefined) {
+    log("the cost of tracing: short turns beside a twin exporting its spans over OTLP/HTTP")
+    const figures = await attempt("tracing", untraced.name, async () => {
+      const sink = await startListener("otlp sink", "bench/otlp-sink.ts")
+      children.push(sink)
+      const databaseEnv = untraced.name === "C: Postgres"
+        ? { DATABASE_URL: await benchDatabase(databaseUrl!, "traced") }
+        : { DATA_DIR: pgliteDirectory() }
+      const name = `${untraced.name}, traced`
+      const twin = await startNpmService(name, {
+        ...serviceEnv(upstream),
+        ...databaseEnv,
+        OTEL_EXPORTER_OTLP_ENDPOINT: sink.url.href,
+        OTEL_BSP_SCHEDULE_DELAY: "1000"
+      })
+      children.push(twin)
+      try {
+        return await Scenarios.tracingCost(untraced, service(name, twin, clients), bench, sink, settings.short)
+      } finally {
+        await twin.stop()
+        await sink.stop()
+      }
+    })
+    if (figures !== undefined) {
+      tracing[untraced.name] = figures
+      log(`  traced ${figures.traced.turnsPerSecond} turns/s, ${figures.traced.cpuMsPerTurn} ms CPU per turn; untraced ${figures.untraced.turnsPerSecond} turns/s, ${figures.untraced.cpuMsPerTurn} ms; ${figures.exportedBytesPerTurn} B exported per turn`)
+    }
+  }
+
   log("stopping the services; next, each on a fresh database: journal size, idle memory, soak")
   for (const arm of services) await arm.process!.stop()
   const journal: Record<string, Scenarios.JournalFigures> = {}
@@ -332,7 +364,7 @@ const run = async () => {
     clientProcesses: clients.load,
     soakArm,
     failures,
-    figures: { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, memory, writes, wire, journal, idle, soak }
+    figures: { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, tracing, memory, writes, wire, journal, idle, soak }
   }
   if (only !== undefined) return log(`BENCH_ONLY=${only.join(",")}: nothing written`)
   writeFileSync("bench/results.json", `${JSON.stringify(results, null, 2)}\n`)

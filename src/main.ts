@@ -5,6 +5,7 @@ import { ServicesLive } from "./AppLayer.ts"
 import { HttpLive } from "./http/Server.ts"
 import { AppConfig } from "./services/AppConfig.ts"
 import { DatabaseLive } from "./services/db/Database.ts"
+import { TracingLive } from "./services/observability/Tracing.ts"
 import { Runner } from "./services/runner/Runner.ts"
 
 // The services first, then the listening socket: a request that arrived before the app is
@@ -13,7 +14,9 @@ const ServerLive = Layer.unwrapEffect(Effect.map(AppConfig, ({ host, port }) =>
   HttpLive.pipe(
     Layer.provide(NodeHttpServer.layer(createServer, { port, host })),
     Layer.provideMerge(ServicesLive),
-    Layer.provide(DatabaseLive)
+    Layer.provide(DatabaseLive),
+    // Outermost: built first and closed last, so the spans of the shutdown are exported too.
+    Layer.provide(TracingLive)
   )))
 
 /**

@@ -9,6 +9,7 @@ import { runTimeoutError } from "./Interruption.ts"
 import { durably } from "./db/Unavailable.ts"
 import { sha256Of, sha256OfText } from "./Hashing.ts"
 import { ChatModel } from "./llm/ChatModel.ts"
+import * as GenAiSpan from "./observability/GenAiSpan.ts"
 import * as Metrics from "./observability/Metrics.ts"
 import { makeId } from "./Uuid.ts"
 import { merge, WriteBehind } from "./WriteBehind.ts"
@@ -92,6 +93,19 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         const generationId = yield* makeId<GenerationId>()
         const clock = yield* Effect.clock
         const modelName = typeof request.settings.model === "string" ? request.settings.model : model.model
+        // Ends after the row is closed (finalizers run last-in first-out), so it records the outcome.
+        const span = yield* Effect.makeSpanScoped(GenAiSpan.spanName(modelName), {
+          kind: "client",
+          attributes: GenAiSpan.requestAttributes({
+            provider: model.provider,
+            model: modelName,
+            chatId: request.chatId,
+            settings: request.settings,
+            server: model.server,
+            prompt: config.storePromptSnapshots ? request.prompt : undefined
+          })
+        })
+        let answered: { model?: string | undefined; id?: string | undefined } = {}
         let text = ""
         let writtenLength = 0
         let finished: { readonly finishReason: string | null; readonly usage: Usage | null } | undefined
@@ -152,6 +166,13 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             const timedOut = Exit.isFailure(exit) ? runTimeoutError(exit.cause, config.runTimeoutMs) : undefined
             row = { ...row, ...outcomeOf(exit, finished, timedOut, yield* currentDate) }
             recordMetrics(row, deltas)
+            GenAiSpan.recordResponse(span, {
+              ...answered,
+              finishReason: row.finishReason,
+              usage: row.usage,
+              error: row.status === "error" ? row.error : null,
+              answer: config.storePromptSnapshots ? text : undefined
+            })
             rowVersion++
             source.closed = true
             if (request.runId === undefined) yield* durably(writeBehind.flush)
@@ -203,8 +224,9 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           () => Effect.sync(() => listening.delete(listener))
         )
         const answer = model.stream(request.prompt, request.settings, {
-          heard: () => {
+          heard: (metadata) => {
             listener.lastHeardAt = clock.unsafeCurrentTimeMillis()
+            if (metadata !== undefined) answered = { model: metadata.model ?? answered.model, id: metadata.id ?? answered.id }
           },
           delta: (content) => {
             listener.lastHeardAt = clock.unsafeCurrentTimeMillis()
@@ -237,6 +259,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           Effect.zipRight(Effect.suspend(() => finished === undefined ? Effect.fail(unfinished) : Effect.void)),
           Effect.exit,
           Effect.flatMap((exit) => Deferred.done(outcome, exit)),
+          Effect.withParentSpan(span),
           Effect.forkScoped
         )
         yield* Deferred.await(outcome)

@@ -19,6 +19,8 @@ export interface NewTurn {
   readonly ownerInstance: string
   readonly leaseExpiresAt: Date
   readonly startedAt: Date
+  /** The trace the turn's request belongs to, when one is recorded (spec 95). */
+  readonly traceId: string | null
   /** The most history messages the turn reads (`MAX_PROMPT_MESSAGES`). */
   readonly historyLimit: number
   /** False: only read what the checks need, write nothing (a server that is draining). */
@@ -62,11 +64,11 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
     const runInsert = (turn: NewTurn, userMessageId: MessageId | null) =>
       sql`INSERT INTO pipeline_runs (id, chat_id, pipeline_id, pipeline_name, trigger, status, idempotency_key,
                                      request_fingerprint, user_message_id, assistant_message_id, assistant_variant_id,
-                                     settings, owner_instance, lease_expires_at, started_at)
+                                     settings, owner_instance, lease_expires_at, started_at, trace_id)
           SELECT ${turn.runId}::uuid, ${turn.chatId}::uuid, ${builtinPipeline.id}, ${builtinPipeline.name}, ${turn.trigger}, 'running',
                  ${turn.idempotencyKey}, ${turn.fingerprint}, ${userMessageId}::uuid, ${turn.assistantMessageId}::uuid,
                  ${turn.assistantVariantId}::uuid, ${JSON.stringify(turn.settings)}::jsonb, ${turn.ownerInstance},
-                 ${turn.leaseExpiresAt}::timestamptz, ${turn.startedAt}::timestamptz
+                 ${turn.leaseExpiresAt}::timestamptz, ${turn.startedAt}::timestamptz, ${turn.traceId}::text
           FROM go RETURNING id`
 
     /** The history before `position`: the newest `historyLimit` messages, oldest first, and how many are older. */

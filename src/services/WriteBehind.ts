@@ -100,7 +100,9 @@ export class WriteBehind extends Effect.Service<WriteBehind>()("turn-runner/Writ
         )
       }
     })
-    yield* Effect.forkScoped(loop)
+    // Housekeeping is not traced: a root trace per flush would bury the turns' own (a run's last
+    // write is made by the run, inside its span).
+    yield* Effect.forkScoped(Effect.withTracerEnabled(loop, false))
 
     return {
       /** Written from now on, until it is closed and written one last time. */

@@ -3,6 +3,7 @@ import type { Response } from "@effect/ai"
 import { Effect, Option, Random, Redacted } from "effect"
 import * as Http from "node:http"
 import * as Https from "node:https"
+import * as Tracing from "../observability/Tracing.ts"
 import { providerMessageOf } from "./LlmFailure.ts"
 import { SseDecoder } from "./SseDecoder.ts"
 
@@ -245,7 +246,12 @@ export const make = (config: ChatCompletionsConfig) => {
     responseError(response, `the provider's answer was not an event stream (${detail})`)
 
   /** One upstream request, its answer into `sink`; succeeds once the answer finished. */
-  const attempt = (payload: string, sink: ChunkSink, heardText: () => boolean): Effect.Effect<void, AttemptFailed> =>
+  const attempt = (
+    payload: string,
+    traceparent: string | undefined,
+    sink: ChunkSink,
+    heardText: () => boolean
+  ): Effect.Effect<void, AttemptFailed> =>
     Effect.async<void, AttemptFailed>((resume) => {
       let settled = false
       const succeed = () => {
@@ -272,7 +278,8 @@ export const make = (config: ChatCompletionsConfig) => {
           accept: "text/event-stream",
           "content-type": "application/json",
           "content-length": Buffer.byteLength(payload),
-          ...(secret === "" ? {} : { authorization: `Bearer ${secret}` })
+          ...(secret === "" ? {} : { authorization: `Bearer ${secret}` }),
+          ...(traceparent === undefined ? {} : { traceparent })
         }
       }, (response) => {
         const status = response.statusCode ?? 0
@@ -375,8 +382,10 @@ export const make = (config: ChatCompletionsConfig) => {
    * arrived; succeeds once the answer finished.
    */
   const stream = (body: object, sink: ChunkSink): Effect.Effect<void, AiError.AiError> =>
-    Effect.suspend(() => {
+    Effect.flatMap(Tracing.recordedSpan, (span) => {
       const payload = JSON.stringify(body)
+      // An instrumented provider (vLLM, LiteLLM, a gateway) joins the trace (spec 95).
+      const traceparent = Option.getOrUndefined(Option.map(span, Tracing.traceparentOf))
       let text = false
       const heardText = () => text
       const counted: ChunkSink = {
@@ -387,7 +396,7 @@ export const make = (config: ChatCompletionsConfig) => {
         }
       }
       const from = (retry: number): Effect.Effect<void, AiError.AiError> =>
-        attempt(payload, counted, heardText).pipe(
+        attempt(payload, traceparent, counted, heardText).pipe(
           Effect.catchAll((failed) =>
             !failed.retryable || text || retry >= config.maxRetries
               ? Effect.fail(failed.error)

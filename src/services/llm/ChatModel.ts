@@ -1,6 +1,6 @@
 import { LanguageModel, Prompt } from "@effect/ai"
 import type { AiError } from "@effect/ai"
-import { Context, Effect, Layer, Stream } from "effect"
+import { Context, Effect, Layer, Option, Stream } from "effect"
 import { GenerationFailed } from "../../domain/Generation.ts"
 import type { Usage } from "../../domain/Generation.ts"
 import type { PromptDraft } from "../../domain/Prompt.ts"
@@ -9,8 +9,11 @@ import { failureOf } from "./LlmFailure.ts"
 
 /** Where a model's answer goes, synchronously, as it arrives. */
 export interface ModelSink {
-  /** The model said something that is not text (its first chunk, say): it is not silent. */
-  readonly heard: () => void
+  /**
+   * The model said something that is not text (its first chunk, say): it is not silent. A chunk
+   * that names the answer's model and id passes them on (the GenAI span records them).
+   */
+  readonly heard: (metadata?: { readonly model?: string | undefined; readonly id?: string | undefined }) => void
   readonly delta: (text: string) => void
   /** The model finished: why, and what it counted. */
   readonly finish: (finishReason: string | null, usage: Usage | null) => void
@@ -36,6 +39,8 @@ export interface ModelSink {
 export class ChatModel extends Context.Tag("turn-runner/ChatModel")<ChatModel, {
   readonly provider: string
   readonly model: string
+  /** The server it calls, when it calls one (the GenAI span's `server.address` and `server.port`). */
+  readonly server?: { readonly address: string; readonly port: number } | undefined
   readonly stream: (
     prompt: PromptDraft,
     settings: Readonly<Record<string, unknown>>,
@@ -66,7 +71,9 @@ export const fromLanguageModel = (info: { readonly provider: string; readonly mo
               Effect.sync(() => {
                 sink.heard()
                 for (const part of parts) {
-                  if (part.type === "text-delta") {
+                  if (part.type === "response-metadata") {
+                    sink.heard({ model: Option.getOrUndefined(part.modelId), id: Option.getOrUndefined(part.id) })
+                  } else if (part.type === "text-delta") {
                     if (part.delta.length > 0) sink.delta(part.delta)
                   } else if (part.type === "finish") {
                     sink.finish(

@@ -59,9 +59,11 @@ const bodyOf = (options: Options, settings: Readonly<Record<string, unknown>>, m
 export const layer = (options: Options): Layer.Layer<ChatModel> =>
   Layer.sync(ChatModel, () => {
     const client = clientOf(options)
+    const url = new URL(options.baseUrl)
     return ChatModel.of({
       provider: "openai",
       model: options.model,
+      server: { address: url.hostname, port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port) },
       stream: (prompt, settings, sink) =>
         toMessages(toPrompt(prompt)).pipe(
           Effect.flatMap((messages) =>

@@ -90,6 +90,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
       deps.writeBehind.soon()
       log.emit({ type: "pipeline.step.started", status: "running", label }, ref)
       return yield* body(ref).pipe(
+        Effect.withSpan(`turn.step ${stepType}`, { attributes: { "turn.step.type": stepType, "turn.step_run_id": ref.stepRunId } }),
         Effect.onExit((exit) =>
           Effect.suspend(() => {
             const finishedAt = now()
@@ -207,6 +208,11 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
       log.closed = true
       const reason = terminal.type === "pipeline.run.done" ? "none" : terminal.type === "pipeline.run.aborted" ? abortReason : terminal.error.code
       Metrics.count(Metrics.runsFinished, 1, { status: terminal.status, reason })
+      yield* Effect.annotateCurrentSpan({
+        "turn.status": terminal.status,
+        ...(terminal.type === "pipeline.run.aborted" ? { "turn.abort_reason": abortReason } : {}),
+        ...(terminal.type === "pipeline.run.error" ? { "turn.error_code": terminal.error.code } : {})
+      })
       Metrics.observe(Metrics.runDuration, (finishedAt.getTime() - context.startedAt.getTime()) / 1000, { status: terminal.status })
       // Steps, generation, run, the last text and the last journal batch: one statement.
       yield* durably(deps.writeBehind.flush).pipe(Effect.ensuring(Effect.sync(() => log.release())))

@@ -9,6 +9,7 @@ import { Relay } from "../cluster/Relay.ts"
 import { isTerminal } from "../../domain/RunEvent.ts"
 import { Journal } from "../journal/Journal.ts"
 import * as Metrics from "../observability/Metrics.ts"
+import * as Tracing from "../observability/Tracing.ts"
 import { Generations } from "../Generations.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { runTimeout } from "../Interruption.ts"
@@ -101,7 +102,8 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     // at the latest one renewal later.
     const renew = Effect.flatMap(Clock.currentTimeMillis, (at) => runs.renewLeases(live.ids(), new Date(at + config.leaseTtlMs))).pipe(
       Effect.flatMap((requests) => Effect.forEach(requests, ({ reason, runId }) => abortHere(runId, reason), { discard: true })),
-      Effect.catchAllCause((cause) => Effect.logWarning("could not renew leases", cause))
+      Effect.catchAllCause((cause) => Effect.logWarning("could not renew leases", cause)),
+      Effect.withTracerEnabled(false)
     )
     yield* renew.pipe(Effect.repeat(Schedule.spaced(Duration.millis(config.leaseTtlMs / 3))), Effect.forkScoped)
 
@@ -134,6 +136,8 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       deadlines.set(context.runId, context.startedAt.getTime() + config.runTimeoutMs)
       deadlineAdded.unsafeOpen()
       log.emit({ type: "pipeline.run.started", status: "running" })
+      // The run's span continues the trace of the request that started it (spec 95), when one is recorded.
+      const parent = yield* Tracing.recordedSpan
       runFork(
         context.runId,
         runProgram(deps, context, run, new RunRows(context.runId)).pipe(
@@ -143,7 +147,10 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
             deadlines.delete(context.runId)
           })),
           Effect.annotateLogs({ runId: context.runId, chatId: context.chatId }),
-          Effect.withSpan("Runner.run", { attributes: { runId: context.runId } })
+          Effect.withSpan("turn.run", {
+            attributes: { "turn.run_id": context.runId, "turn.chat_id": context.chatId, "turn.trigger": context.trigger },
+            ...(Option.isSome(parent) ? { parent: parent.value } : {})
+          })
         )
       )
       return handle(context.runId)

@@ -121,6 +121,8 @@ export const SweeperLoop = Layer.scopedDiscard(Effect.gen(function*() {
   yield* sweeper.sweep.pipe(
     Effect.catchAllCause((cause) => Effect.as(Effect.logWarning("sweep failed", cause), 0)),
     Effect.repeat(Schedule.spaced(Duration.millis(config.leaseTtlMs / 3))),
+    // A trace every few seconds per instance would bury the turns' own; a sweep is logged.
+    Effect.withTracerEnabled(false),
     Effect.forkScoped
   )
 }))

@@ -1,5 +1,5 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Option } from "effect"
 import { ChatBusy, IdempotencyKeyReused, NotFound, NotLatestAssistantMessage, ShuttingDown } from "../../domain/ApiErrors.ts"
 import type { ChatId, MessageId, RunId, VariantId } from "../../domain/Ids.ts"
 import type { PromptMessage } from "../../domain/Prompt.ts"
@@ -10,6 +10,7 @@ import { Instance } from "../Instance.ts"
 import { TurnsRepo } from "../TurnsRepo.ts"
 import type { NewTurn, StartRow } from "../TurnsRepo.ts"
 import * as Metrics from "../observability/Metrics.ts"
+import * as Tracing from "../observability/Tracing.ts"
 import { makeId } from "../Uuid.ts"
 import type { RunContext } from "./RunContext.ts"
 import { Runner } from "./Runner.ts"
@@ -88,6 +89,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           ownerInstance: instance.id,
           leaseExpiresAt: new Date(startedAt.getTime() + config.leaseTtlMs),
           startedAt,
+          traceId: Option.getOrNull(Option.map(yield* Tracing.recordedSpan, (span) => span.traceId)),
           historyLimit: config.maxPromptMessages,
           create: !runner.isDraining()
         }

@@ -1,0 +1,74 @@
+import { OtlpSerialization, OtlpTracer } from "@effect/opentelemetry"
+import { FetchHttpClient } from "@effect/platform"
+import { Config, Effect, Layer, Option } from "effect"
+import type { ConfigError } from "effect"
+import type { Tracer } from "effect"
+
+/**
+ * Traces (spec 95): the spans the service makes are Effect's own (`Effect.fn`, `withSpan`), and
+ * this Layer exports them over OTLP/HTTP with `@effect/opentelemetry`'s exporter when an endpoint
+ * is configured through OpenTelemetry's standard variables. Unset, it is empty: Effect's built-in
+ * tracer keeps its spans in memory only, and nothing is recorded or sent.
+ */
+
+const protocols = ["http/protobuf", "http/json"] as const
+
+/** OpenTelemetry's environment variables for the trace exporter (the ones this service honours). */
+export const tracingConfig = Config.all({
+  endpoint: Config.option(Config.url("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  tracesEndpoint: Config.option(Config.url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+  protocol: Config.literal(...protocols)("OTEL_EXPORTER_OTLP_PROTOCOL").pipe(Config.withDefault("http/protobuf" as const)),
+  serviceName: Config.nonEmptyString("OTEL_SERVICE_NAME").pipe(Config.withDefault("turn-runner")),
+  // `key=value,…`; values are URL-encoded in OpenTelemetry's format (an API key's `=` is `%3D`).
+  headers: Config.option(Config.string("OTEL_EXPORTER_OTLP_HEADERS")),
+  exportIntervalMs: Config.integer("OTEL_BSP_SCHEDULE_DELAY").pipe(
+    Config.validate({ message: "Expected a positive integer number of milliseconds", validation: (n) => n > 0 }),
+    Config.withDefault(5_000)
+  )
+})
+
+/** The traces URL: the signal's own endpoint as given, or the general one with `/v1/traces`. */
+const tracesUrl = (config: Config.Config.Success<typeof tracingConfig>) =>
+  Option.orElse(
+    Option.map(config.tracesEndpoint, (url) => url.href),
+    () => Option.map(config.endpoint, (url) => `${url.href.replace(/\/+$/, "")}/v1/traces`)
+  )
+
+const headersOf = (input: string): Record<string, string> =>
+  Object.fromEntries(input.split(",").flatMap((pair) => {
+    const at = pair.indexOf("=")
+    return at <= 0 ? [] : [[decodeURIComponent(pair.slice(0, at).trim()), decodeURIComponent(pair.slice(at + 1).trim())]]
+  }))
+
+/** The OTLP trace exporter when configured, otherwise nothing; honours `OTEL_RESOURCE_ATTRIBUTES`. */
+export const TracingLive: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(tracingConfig, (config) =>
+    Option.match(tracesUrl(config), {
+      onNone: () => Layer.empty,
+      onSome: (url) =>
+        OtlpTracer.layer({
+          url,
+          resource: { serviceName: config.serviceName },
+          headers: Option.getOrUndefined(Option.map(config.headers, headersOf)),
+          exportInterval: config.exportIntervalMs
+        }).pipe(
+          Layer.provide(config.protocol === "http/json" ? OtlpSerialization.layerJson : OtlpSerialization.layerProtobuf),
+          Layer.provide(FetchHttpClient.layer)
+        )
+    }))
+)
+
+/** Effect's built-in tracer, which records nothing outside the process. */
+const builtin = Effect.runSync(Effect.tracer)
+
+/**
+ * The current span when a tracer records it (ours, or an embedding program's own), so that a trace
+ * id is only named, and a `traceparent` only sent, when the trace exists somewhere.
+ */
+export const recordedSpan: Effect.Effect<Option.Option<Tracer.AnySpan>> = Effect.flatMap(Effect.tracer, (tracer) => {
+  return tracer === builtin ? Effect.succeedNone : Effect.option(Effect.currentParentSpan)
+})
+
+/** The W3C `traceparent` header of a span (spec 95: the upstream request joins the trace). */
+export const traceparentOf = (span: Tracer.AnySpan) =>
+  `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
