@@ -4,7 +4,7 @@ import type { ErrorInfo } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
 import type { PromptDraft } from "../domain/Prompt.ts"
 import { Run, RunSnapshot, StepRun } from "../domain/Run.ts"
-import { RunReport } from "../domain/RunReport.ts"
+import { endingOf, RunReport } from "../domain/RunReport.ts"
 import type { AbortReason, RunStatus, StepStatus, Trigger } from "../domain/Run.ts"
 import { generationColumns, generationFromRow } from "./GenerationsRepo.ts"
 import type { GenerationRow } from "./GenerationsRepo.ts"
@@ -120,6 +120,7 @@ const reportOf = ({ requestFingerprint, duplicateRequests, settings, ownerInstan
   return new RunReport({
     snapshot,
     traceId: snapshot.run.traceId,
+    ending: endingOf(snapshot, row.deltas),
     start: {
       trigger: snapshot.run.trigger,
       idempotencyKey: snapshot.run.idempotencyKey,

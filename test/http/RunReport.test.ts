@@ -13,6 +13,7 @@ import { abortRun, dataOf, finished, liveTurn, newChat, quick, runEvents, sendMe
 interface ReportJson {
   readonly snapshot: SnapshotJson
   readonly traceId: string | null
+  readonly ending: { readonly status: string; readonly step: string | null; readonly reason: string | null; readonly durationMs: number; readonly summary: string } | null
   readonly start: { readonly trigger: string; readonly idempotencyKey: string; readonly requestFingerprint: string; readonly duplicateRequests: number; readonly settings: unknown }
   readonly prompt: {
     readonly hash: string | null
@@ -82,6 +83,28 @@ for (const database of testDatabases) {
         expect(body.journal).toEqual({ events: events.length, firstSeq: 1, lastSeq: events.length, byType })
         expect(body.ownership.ownerInstance).toEqual(expect.any(String))
         expect(body.ownership.abortRequest).toBeNull()
+        expect(body.ending).toMatchObject({ status: "done", step: null, reason: null })
+        expect(body.ending?.durationMs).toBe(Date.parse(snapshot.run.finishedAt!) - Date.parse(snapshot.run.startedAt))
+        expect(body.ending?.summary).toMatch(new RegExp(`^done in [\\d.]+ s: the model finished \\(stop\\) after ${deltas.length} deltas$`))
+      }))
+
+    it.effect("a failed run says in which step and why", () =>
+      Effect.gen(function*() {
+        const chatId = yield* newChat
+        const { runId } = yield* turnIn(chatId, "Fail please", { ...quick(6), local: { tokenDelayMs: 0, failAfterTokens: 2 } })
+        const snapshot = yield* finished(runId)
+        expect(snapshot.run.status).toBe("error")
+        const { ending } = (yield* reportOf(runId)).body
+        expect(ending).toMatchObject({ status: "error", step: "llm", reason: snapshot.run.error!.code })
+        expect(ending?.summary).toContain(`failed in the llm step with ${snapshot.run.error!.code} (${snapshot.run.error!.message})`)
+        expect(ending?.summary).toMatch(/after 2 deltas$/)
+      }))
+
+    it.effect("a running run has no ending yet", () =>
+      Effect.gen(function*() {
+        const runId = yield* liveTurn(yield* newChat)
+        expect((yield* reportOf(runId)).body.ending).toBeNull()
+        yield* abortRun(runId)
       }))
 
     it.effect("counts the repeated requests the run answered", () =>
@@ -102,6 +125,9 @@ for (const database of testDatabases) {
         expect(snapshot.run.status).toBe("aborted")
         expect(ownership.abortRequest).toMatchObject({ reason: "user" })
         expect(Date.parse(ownership.abortRequest!.at)).toBeLessThanOrEqual(Date.parse(snapshot.run.finishedAt!))
+        const { ending } = (yield* reportOf(runId)).body
+        expect(ending).toMatchObject({ status: "aborted", step: "llm", reason: "user" })
+        expect(ending?.summary).toMatch(/^aborted \(user\) in the llm step, [\d.]+ s after the start, after \d+ deltas?$/)
       }))
 
     it.effect("an unknown run is 404 not_found", () =>

@@ -87,6 +87,10 @@ for (const database of testDatabases) {
           [8, "pipeline.run.error", "error", undefined]
         ])
         expect(events[7]).toMatchObject({ runId, chatId: chat.chatId, generationId, error: { code: "run_interrupted" } })
+        // Its report says where it stopped and why, without reading the rows.
+        const { ending } = yield* (yield* Runs).report(runId)
+        expect(ending).toMatchObject({ status: "error", step: "llm", reason: "run_interrupted" })
+        expect(ending?.summary).toMatch(/^failed in the llm step with run_interrupted \(.+\), [\d.]+ s after the start, after 0 deltas$/)
       }))
 
     it.effect("leaves a run whose lease has not expired", () =>
