@@ -66,3 +66,28 @@ export class InternalError extends Schema.TaggedError<InternalError>()(
   body("internal_error"),
   HttpApiSchema.annotations({ status: 500 })
 ) {}
+
+/** Missing or invalid credentials (spec 85); answered with `WWW-Authenticate: Bearer`. */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
+  "Unauthorized",
+  body("unauthorized"),
+  HttpApiSchema.annotations({ status: 401 })
+) {}
+
+/** The caller already has `MAX_LIVE_RUNS_PER_OWNER` runs running; answered with `Retry-After`. */
+export class TooManyRuns extends Schema.TaggedError<TooManyRuns>()("TooManyRuns", {
+  ...body("too_many_runs"),
+  details: Schema.Struct({ retryAfterSeconds: Schema.Int })
+}, HttpApiSchema.annotations({ status: 429 })) {}
+
+/** The caller sent more than `TURN_RATE_PER_OWNER` turn requests a minute; answered with `Retry-After`. */
+export class TurnRateLimited extends Schema.TaggedError<TurnRateLimited>()("TurnRateLimited", {
+  ...body("rate_limited"),
+  details: Schema.Struct({ retryAfterSeconds: Schema.Int })
+}, HttpApiSchema.annotations({ status: 429 })) {}
+
+/** This instance is at `MAX_LIVE_RUNS` or `MAX_SSE_CLIENTS`; answered with `Retry-After`. */
+export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
+  ...body("overloaded"),
+  details: Schema.Struct({ retryAfterSeconds: Schema.Int })
+}, HttpApiSchema.annotations({ status: 503 })) {}

@@ -1,4 +1,4 @@
-import { Config, ConfigError, Effect, Either, LogLevel, Option } from "effect"
+import { Config, ConfigError, Effect, Either, LogLevel, Option, Redacted } from "effect"
 
 /** A duration in milliseconds: a positive integer. */
 const millis = (name: string, fallback: number) =>
@@ -32,6 +32,65 @@ const llm = Config.all({
   )
 )
 
+const positive = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "Expected a positive integer", validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+const loopbackHosts = new Set(["127.0.0.1", "localhost", "::1", "[::1]"])
+
+/**
+ * Who may call (spec 85): `AUTH` is `none` by default only on a loopback `HOST`; elsewhere it must
+ * be chosen. `jwt` needs a key source (`JWT_JWKS_URL`, or `JWT_SECRET` for HS256) and the issuer and
+ * audience its tokens must name.
+ */
+const access = Config.all({
+  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
+  auth: Config.option(Config.literal("none", "api_key", "jwt")("AUTH")),
+  jwksUrl: Config.option(Config.url("JWT_JWKS_URL")),
+  jwtSecret: Config.option(Config.redacted("JWT_SECRET")),
+  issuer: Config.option(Config.nonEmptyString("JWT_ISSUER")),
+  audience: Config.option(Config.nonEmptyString("JWT_AUDIENCE")),
+  metricsToken: Config.option(Config.redacted("METRICS_TOKEN"))
+}).pipe(
+  Config.mapOrFail(({ audience, auth, host, issuer, jwksUrl, jwtSecret, metricsToken }) => {
+    if (Option.isNone(auth) && !loopbackHosts.has(host)) {
+      return Either.left(ConfigError.MissingData(["AUTH"], `Expected AUTH to be set (api_key, jwt, or none to serve without authentication) when HOST=${host} is not a loopback address`))
+    }
+    const mode = Option.getOrElse(auth, () => "none" as const)
+    if (mode === "jwt") {
+      if (Option.isNone(jwksUrl) === Option.isNone(jwtSecret)) {
+        return Either.left(ConfigError.MissingData(["JWT_JWKS_URL"], "Expected exactly one of JWT_JWKS_URL and JWT_SECRET to be set when AUTH=jwt"))
+      }
+      if (Option.isSome(jwtSecret) && Buffer.byteLength(Redacted.value(jwtSecret.value)) < 32) {
+        return Either.left(ConfigError.InvalidData(["JWT_SECRET"], "Expected JWT_SECRET to hold at least 32 bytes (HS256)"))
+      }
+      if (Option.isNone(issuer) || Option.isNone(audience)) {
+        return Either.left(ConfigError.MissingData([Option.isNone(issuer) ? "JWT_ISSUER" : "JWT_AUDIENCE"], "Expected JWT_ISSUER and JWT_AUDIENCE to be set when AUTH=jwt"))
+      }
+    }
+    return Either.right({
+      auth: mode,
+      jwt: {
+        jwksUrl: Option.getOrUndefined(jwksUrl),
+        secret: Option.getOrUndefined(jwtSecret),
+        issuer: Option.getOrElse(issuer, () => ""),
+        audience: Option.getOrElse(audience, () => "")
+      },
+      metricsToken: Option.getOrUndefined(metricsToken)
+    })
+  })
+)
+
+/** How much one caller, and one instance, may start and hold open (spec 85, "Limits"). */
+const limits = Config.all({
+  liveRunsPerOwner: positive("MAX_LIVE_RUNS_PER_OWNER", 4),
+  liveRuns: positive("MAX_LIVE_RUNS", 1000),
+  sseClients: positive("MAX_SSE_CLIENTS", 5000),
+  turnsPerMinutePerOwner: positive("TURN_RATE_PER_OWNER", 60)
+})
+
 /** Every setting of spec 90, read once and validated as a whole. */
 export const appConfig = Config.all({
   port: Config.port("PORT").pipe(Config.withDefault(3000)),
@@ -62,6 +121,8 @@ export const appConfig = Config.all({
   ),
   storePromptSnapshots: Config.boolean("STORE_PROMPT_SNAPSHOTS").pipe(Config.withDefault(false)),
   metricsEnabled: Config.boolean("METRICS_ENABLED").pipe(Config.withDefault(true)),
+  access,
+  limits,
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
 })
 

@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Stream, TestClock } from "effect"
 import { BuiltinStepsLive, servicesWith } from "../../../src/AppLayer.ts"
-import type { MessageId } from "../../../src/domain/Ids.ts"
+import type { MessageId, RunId } from "../../../src/domain/Ids.ts"
 import { Chats } from "../../../src/services/Chats.ts"
 import { Instance } from "../../../src/services/Instance.ts"
 import { LanguageModelLive } from "../../../src/services/llm/LanguageModelLive.ts"
@@ -88,7 +88,7 @@ for (const database of testDatabases) {
         ])
         expect(events[7]).toMatchObject({ runId, chatId: chat.chatId, generationId, error: { code: "run_interrupted" } })
         // Its report says where it stopped and why, without reading the rows.
-        const { ending } = yield* (yield* Runs).report(runId)
+        const { ending } = yield* (yield* Runs).report(runId as RunId)
         expect(ending).toMatchObject({ status: "error", step: "llm", reason: "run_interrupted" })
         expect(ending?.summary).toMatch(/^failed in the llm step with run_interrupted \(.+\), [\d.]+ s after the start, after 0 deltas$/)
       }))

@@ -1,0 +1,56 @@
+import { HttpApiMiddleware, HttpApiSecurity, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Unauthorized } from "../domain/ApiErrors.ts"
+import { Access } from "../services/access/Access.ts"
+
+/** The caller of the request (spec 85): the owner whose chats, runs and events it may see. */
+export class CurrentOwner extends Context.Tag("turn-runner/CurrentOwner")<CurrentOwner, string>() {}
+
+/**
+ * Every chat, turn and run route is authenticated (spec 85): `Authorization: Bearer <key or JWT>`,
+ * or, for a browser `EventSource` on `GET /runs/{id}/events` only, `?access_token=` with the
+ * run's own short-lived token. The OpenAPI document declares both schemes.
+ */
+export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("turn-runner/Authentication", {
+  failure: Unauthorized,
+  provides: CurrentOwner,
+  security: {
+    bearer: HttpApiSecurity.bearer,
+    eventToken: HttpApiSecurity.apiKey({ in: "query", key: "access_token" })
+  }
+}) {}
+
+const eventsRoute = /^\/runs\/([^/?]+)\/events\/?(?:\?|$)/
+
+const refused = (message: string) =>
+  Effect.zipRight(
+    HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeader(response, "www-authenticate", "Bearer"))),
+    Effect.fail(new Unauthorized({ message }))
+  )
+
+export const AuthenticationLive = Layer.effect(
+  Authentication,
+  Effect.map(Access, (access) =>
+    Authentication.of({
+      bearer: (credential) =>
+        access.mode === "none"
+          ? Effect.succeed(access.anonymous)
+          : Effect.flatMap(access.ownerOfBearer(Redacted.value(credential)), Option.match({
+            onNone: () => refused("missing or invalid credentials: send Authorization: Bearer <key or token>"),
+            onSome: Effect.succeed
+          })),
+      eventToken: (token) =>
+        Effect.gen(function*() {
+          if (access.mode === "none") return access.anonymous
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const route = request.method === "GET" ? eventsRoute.exec(request.url) : null
+          const owner = route === null || Redacted.value(token) === ""
+            ? Option.none()
+            : yield* access.ownerOfEventToken(Redacted.value(token), decodeURIComponent(route[1]!))
+          return yield* Option.match(owner, {
+            onNone: () => refused("missing or invalid credentials: send Authorization: Bearer <key or token>"),
+            onSome: Effect.succeed
+          })
+        })
+    }))
+)

@@ -1,0 +1,35 @@
+import { Effect, Option } from "effect"
+import { AppConfig } from "../AppConfig.ts"
+import { ApiKeys } from "./ApiKeys.ts"
+import { EventTokens } from "./EventTokens.ts"
+import { makeVerifier } from "./Jwt.ts"
+
+/** The one owner of `AUTH=none`, and of the chats that existed before owners did. */
+export const anonymousOwner = "anonymous"
+
+/**
+ * Who a credential names (spec 85), in the configured mode: `none` (everyone is the anonymous
+ * owner), `api_key` (the key's owner) or `jwt` (the token's subject); and a run's event token.
+ */
+export class Access extends Effect.Service<Access>()("turn-runner/Access", {
+  effect: Effect.gen(function*() {
+    const { access } = yield* AppConfig
+    const keys = yield* ApiKeys
+    const tokens = yield* EventTokens
+    const verifyJwt = access.auth === "jwt" ? makeVerifier(access.jwt) : () => Effect.succeedNone
+
+    /** The owner of a bearer credential; none when it proves nothing. */
+    const ownerOfBearer = (credential: string): Effect.Effect<Option.Option<string>> =>
+      access.auth === "api_key" ? keys.ownerOf(credential) : verifyJwt(credential)
+
+    return {
+      mode: access.auth,
+      anonymous: anonymousOwner,
+      ownerOfBearer,
+      ownerOfEventToken: tokens.ownerOf,
+      /** A token that lets `owner` follow `runId` from a browser; none without authentication. */
+      eventTokenFor: (owner: string, runId: string) => access.auth === "none" ? Effect.succeed(null) : tokens.issue(owner, runId)
+    } as const
+  }),
+  dependencies: [ApiKeys.Default, EventTokens.Default]
+}) {}
