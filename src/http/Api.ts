@@ -11,7 +11,7 @@ import {
   ShuttingDown,
   ValidationError
 } from "../domain/ApiErrors.ts"
-import { Chat, CreateChat, Message } from "../domain/Chat.ts"
+import { Chat, ChatPage, CreateChat, Message, SelectVariant, UpdateChat } from "../domain/Chat.ts"
 import { ChatId, GenerationId, MessageId, RunId } from "../domain/Ids.ts"
 import { Regenerate, Run, RunSnapshot, RunStatus, SendMessage } from "../domain/Run.ts"
 import { RunReport } from "../domain/RunReport.ts"
@@ -37,6 +37,7 @@ export class SystemGroup extends HttpApiGroup.make("system")
   ) {}
 
 const ChatPath = Schema.Struct({ chatId: ChatId })
+const MessagePath = Schema.Struct({ chatId: ChatId, messageId: MessageId })
 
 export class ChatsGroup extends HttpApiGroup.make("chats")
   .add(
@@ -46,16 +47,55 @@ export class ChatsGroup extends HttpApiGroup.make("chats")
       .annotate(OpenApi.Summary, "Create a chat")
   )
   .add(
+    HttpApiEndpoint.get("listChats", "/chats")
+      .setUrlParams(Schema.Struct({
+        limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100)), { default: () => 20 }),
+        cursor: Schema.optional(Schema.String.pipe(Schema.maxLength(200)))
+      }))
+      .addSuccess(ChatPage)
+      .annotate(OpenApi.Summary, "Chats, most recently active first")
+      .annotate(OpenApi.Description, "`nextCursor` (null on the last page) is the `cursor` of the next page.")
+  )
+  .add(
     HttpApiEndpoint.get("getChat", "/chats/:chatId")
       .setPath(ChatPath)
       .addSuccess(Chat)
       .annotate(OpenApi.Summary, "One chat")
   )
   .add(
+    HttpApiEndpoint.patch("updateChat", "/chats/:chatId")
+      .setPath(ChatPath)
+      .setPayload(UpdateChat)
+      .addSuccess(Chat)
+      .annotate(OpenApi.Summary, "Change a chat's title or system prompt (a field left out stays, null clears it)")
+  )
+  .add(
+    HttpApiEndpoint.del("deleteChat", "/chats/:chatId")
+      .setPath(ChatPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(ChatBusy)
+      .annotate(OpenApi.Summary, "Delete a chat and everything of it; refused while a turn runs in it")
+  )
+  .add(
     HttpApiEndpoint.get("listMessages", "/chats/:chatId/messages")
       .setPath(ChatPath)
       .addSuccess(Schema.Struct({ messages: Schema.Array(Message) }))
       .annotate(OpenApi.Summary, "The history: every message with its selected content and its variants")
+  )
+  .add(
+    HttpApiEndpoint.put("selectVariant", "/chats/:chatId/messages/:messageId/selected-variant")
+      .setPath(MessagePath)
+      .setPayload(SelectVariant)
+      .addSuccess(Message)
+      .addError(ChatBusy)
+      .annotate(OpenApi.Summary, "Choose which variant of an assistant message is in the history; refused while a turn writes that message")
+  )
+  .add(
+    HttpApiEndpoint.del("rewind", "/chats/:chatId/messages/:messageId")
+      .setPath(MessagePath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(ChatBusy)
+      .annotate(OpenApi.Summary, "Rewind: delete the message and every later one, with the turns that wrote them; refused while a turn runs")
   )
   .addError(NotFound) {}
 
