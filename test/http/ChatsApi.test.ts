@@ -1,7 +1,7 @@
 import { HttpApiClient } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber, Schedule } from "effect"
 import { Api } from "../../src/http/Api.ts"
 import { uuidv7At } from "../../src/services/Uuid.ts"
 import { chatRowCounts, count, runRowCounts, seedChat } from "../support/Fixtures.ts"
@@ -9,7 +9,7 @@ import { checkInvariants } from "../support/Invariants.ts"
 import { testDatabases } from "../support/TestDatabase.ts"
 import { del, getJson, patchJson, postJson, postRaw, testServer } from "../support/TestServer.ts"
 import type { SnapshotJson } from "../support/Turns.ts"
-import { completedTurn, finished, newChat, quick, regenerate, withLiveTurn } from "../support/Turns.ts"
+import { completedTurn, finished, newChat, quick, regenerate, sendMessage, withLiveTurn } from "../support/Turns.ts"
 
 /** A finished regenerate of the assistant message. */
 const regenerated = (chatId: string, messageId: string) =>
@@ -355,6 +355,25 @@ for (const database of testDatabases) {
               expect(yield* kept).toEqual(before)
             }))
           expect((yield* del(`/chats/${chatId}`)).status).toBe(204)
+        }))
+
+      // Postgres only: the embedded database runs one transaction at a time, so nothing can race there.
+      it.effect.skipIf(database.name !== "postgres")("a turn that started while the chat was being deleted is 404, not an internal error", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const chatId = yield* newChat
+          const waiting = sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE wait_event_type = 'Lock' AND datname = current_database()`
+          const answer = yield* sql.withTransaction(Effect.gen(function*() {
+            // What the delete does: the chat locked, then gone.
+            yield* sql`SELECT 1 FROM chats WHERE id = ${chatId} FOR UPDATE`
+            const turn = yield* Effect.fork(sendMessage(chatId, { userMessageId: crypto.randomUUID(), content: "Hi", settings: quick() }))
+            // The turn's statement saw the chat, and waits for the lock to write its rows.
+            yield* waiting.pipe(Effect.repeat({ until: (rows) => rows[0]!.n > 0, schedule: Schedule.spaced("10 millis") }), Effect.timeout("10 seconds"))
+            yield* sql`DELETE FROM chats WHERE id = ${chatId}`
+            return turn
+          })).pipe(Effect.flatMap(Fiber.join))
+          expect(answer).toMatchObject({ status: 404, body: { code: "not_found" } })
         }))
 
       it.effect("an unknown chat is 404 not_found; an id that is not a UUID is 400", () =>

@@ -55,7 +55,13 @@ const counted = (trigger: Trigger, turn: Effect.Effect<TurnStarted, TurnError>) 
     onFailure: (error) => Effect.sync(() => Metrics.count(Metrics.turnRequests, 1, { trigger, outcome: outcomeOf[error._tag] }))
   })
 
-const isUniqueViolation = (error: SqlError) => (error.cause as { readonly code?: unknown } | undefined)?.code === "23505"
+const sqlState = (error: SqlError) => (error.cause as { readonly code?: unknown } | undefined)?.code
+
+/**
+ * The start statement lost a race: a twin (or another turn of the chat) committed first (a unique
+ * violation), or the chat, or the message to regenerate, was deleted meanwhile (a foreign key).
+ */
+const lostARace = (error: SqlError) => sqlState(error) === "23505" || sqlState(error) === "23503"
 
 /**
  * Starting a turn (spec 10, "Idempotency" and "The flow of a turn"): validation is the API's; then
@@ -92,8 +98,8 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           create: !runner.isDraining()
         }
         const row = yield* plan.start(turn).pipe(
-          // A racing twin (or another turn of the chat) committed first: read what it left.
-          Effect.catchAll((error) => isUniqueViolation(error) ? plan.start({ ...turn, create: false }) : Effect.fail(error)),
+          // Read what the winner left: its run, a running turn, or no chat (404).
+          Effect.catchAll((error) => lostARace(error) ? plan.start({ ...turn, create: false }) : Effect.fail(error)),
           Effect.orDie
         )
         if (!row.chatFound) return yield* new NotFound({ message: `chat ${plan.chatId} does not exist` })
