@@ -264,6 +264,19 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
         Effect.orDie
       )
 
+    /**
+     * The run's last journaled event, if the run exists: a finished run's is its terminal event
+     * (read from the end of the journal's primary key, however long the run was).
+     */
+    const lastEvent = (runId: RunId) =>
+      sql<{ readonly seq: number | null; readonly type: string | null }>`
+        SELECT e.seq, e.type FROM pipeline_runs r
+        LEFT JOIN LATERAL (SELECT seq, type FROM pipeline_run_events WHERE run_id = r.id ORDER BY seq DESC LIMIT 1) e ON true
+        WHERE r.id = ${runId}`.pipe(
+        Effect.map(Arr.head),
+        Effect.orDie
+      )
+
     const runOfGeneration = (generationId: GenerationId) =>
       sql<{ readonly runId: RunId | null }>`SELECT run_id AS "runId" FROM llm_generations WHERE id = ${generationId}`.pipe(
         Effect.map((rows) => Option.flatMapNullable(Arr.head(rows), (row) => row.runId)),
@@ -277,6 +290,7 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
       snapshot,
       report,
       listForChat,
+      lastEvent,
       runOfGeneration
     } as const
   })
