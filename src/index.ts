@@ -44,6 +44,8 @@ export { Runs } from "./services/runner/Runs.ts"
 export { Sweeper, SweeperLoop } from "./services/runner/Sweeper.ts"
 export { Instance } from "./services/Instance.ts"
 export { Turns } from "./services/runner/Turns.ts"
+export { TurnStops } from "./services/runner/TurnStops.ts"
+export { TurnStopsRepo } from "./services/TurnStopsRepo.ts"
 
 /** A typed client for a running server, from the same `HttpApi` the server implements. */
 export const makeClient = (baseUrl: string) => HttpApiClient.make(Api, { baseUrl })

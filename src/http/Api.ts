@@ -13,7 +13,7 @@ import {
 } from "../domain/ApiErrors.ts"
 import { Chat, ChatPage, CreateChat, Message, SelectVariant, UpdateChat } from "../domain/Chat.ts"
 import { ChatId, GenerationId, MessageId, RunId } from "../domain/Ids.ts"
-import { Regenerate, Run, RunSnapshot, RunStatus, SendMessage } from "../domain/Run.ts"
+import { AbortTurn, AbortTurnAnswer, Regenerate, Run, RunSnapshot, RunStatus, SendMessage } from "../domain/Run.ts"
 import { RunReport } from "../domain/RunReport.ts"
 
 /** The HTTP contract (spec 70); handlers live apart, in the `*Http.ts` files beside it. */
@@ -123,6 +123,19 @@ export class TurnsGroup extends HttpApiGroup.make("turns")
       .addSuccess(EventStream)
       .annotate(OpenApi.Summary, "Start a regenerate turn: a new answer variant for the latest assistant message")
       .annotate(OpenApi.Description, turnDescription)
+  )
+  .add(
+    HttpApiEndpoint.post("abortTurn", "/chats/:chatId/turns/abort")
+      .setPath(ChatPath)
+      .setPayload(AbortTurn)
+      .addSuccess(AbortTurnAnswer)
+      .annotate(OpenApi.Summary, "Stop a turn by the client's own ids, even before its request arrived")
+      .annotate(
+        OpenApi.Description,
+        "`{userMessageId}` or `{assistantMessageId, requestId}`, as in the turn request. If the turn's run exists it is aborted " +
+          "and the answer comes once it is terminal; otherwise the stop is recorded (`run: null`), and the turn request arriving " +
+          "with those ids within 10 minutes creates its run already aborted."
+      )
   )
   .addError(NotFound)
   .addError(ChatBusy)
