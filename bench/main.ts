@@ -110,7 +110,13 @@ const serviceEnv = (upstream: Child) => ({
   LLM_PROVIDER: "openai",
   OPENAI_BASE_URL: new URL("/v1", upstream.url).href,
   LLM_MODEL: "bench",
-  SHUTDOWN_GRACE_MS: "0"
+  SHUTDOWN_GRACE_MS: "0",
+  // The benchmark is one owner opening hundreds of streams: spec 85's per-owner and per-instance
+  // limits (4 live runs an owner, 60 turns a minute, 1000 live runs) would refuse it.
+  MAX_LIVE_RUNS_PER_OWNER: "1000000",
+  MAX_LIVE_RUNS: "1000000",
+  MAX_SSE_CLIENTS: "1000000",
+  TURN_RATE_PER_OWNER: "100000000"
 })
 
 /** A database of its own on the server `BENCH_DATABASE_URL` names, dropped at the end. */

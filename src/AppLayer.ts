@@ -17,6 +17,9 @@ import { LiveRuns } from "./services/runner/LiveRuns.ts"
 import { RunEvents } from "./services/runner/RunEvents.ts"
 import { Runner } from "./services/runner/Runner.ts"
 import { Runs } from "./services/runner/Runs.ts"
+import { Access } from "./services/access/Access.ts"
+import { Limits } from "./services/access/Limits.ts"
+import { Ownership } from "./services/access/Ownership.ts"
 import { Sweeper, SweeperLoop } from "./services/runner/Sweeper.ts"
 import { Turns } from "./services/runner/Turns.ts"
 import { TurnStops } from "./services/runner/TurnStops.ts"
@@ -41,7 +44,10 @@ export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>)
     Generations.Default,
     Instance.Default,
     LiveRuns.Default,
-    NotificationsLive
+    NotificationsLive,
+    Limits.Default,
+    Access.Default,
+    Ownership.Default
   )
   const core = Relay.Default.pipe(Layer.provideMerge(base))
   const runner = Runner.Default.pipe(Layer.provide(steps))
@@ -58,7 +64,9 @@ export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>)
 export const ServicesLive = servicesWith(BuiltinStepsLive).pipe(Layer.provide(LanguageModelLive))
 
 /** The HTTP API over the given services. */
-export const appWith = <E, R>(services: Layer.Layer<Chats | Messages | Turns | TurnStops | Runs | Runner | RunEvents | Notifications, E, R>) =>
+export const appWith = <E, R>(
+  services: Layer.Layer<Chats | Messages | Turns | TurnStops | Runs | Runner | RunEvents | Notifications | Access | Ownership | Limits, E, R>
+) =>
   HttpLive.pipe(Layer.provide(services))
 
 /** The HTTP API over the services; needs an `HttpServer`, `AppConfig` and a `SqlClient`. */

@@ -64,7 +64,12 @@ export class RunSnapshot extends Schema.Class<RunSnapshot>("RunSnapshot")({
   run: Run,
   steps: Schema.Array(StepRun),
   generation: Schema.NullOr(Generation),
-  deduplicated: Schema.optional(Schema.Boolean)
+  deduplicated: Schema.optional(Schema.Boolean),
+  /**
+   * With authentication on (spec 85): a short-lived token that lets a browser `EventSource` follow
+   * this run, `GET /runs/{runId}/events?access_token=…`, without a long-lived secret in its URL.
+   */
+  eventsToken: Schema.optional(Schema.String)
 }) {}
 
 /** JSON objects only: `settings` is passed to the provider as it is, at most 16 KiB (spec 70). */

@@ -7,14 +7,19 @@ import {
   InternalError,
   NotFound,
   NotLatestAssistantMessage,
+  Overloaded,
   PayloadTooLarge,
   ShuttingDown,
+  TooManyRuns,
+  TurnRateLimited,
+  Unauthorized,
   ValidationError
 } from "../domain/ApiErrors.ts"
 import { Chat, ChatPage, CreateChat, Message, SelectVariant, UpdateChat } from "../domain/Chat.ts"
 import { ChatId, GenerationId, MessageId, RunId } from "../domain/Ids.ts"
 import { AbortTurn, AbortTurnAnswer, Regenerate, Run, RunSnapshot, RunStatus, SendMessage } from "../domain/Run.ts"
 import { RunReport } from "../domain/RunReport.ts"
+import { Authentication } from "./Authentication.ts"
 
 /** The HTTP contract (spec 70); handlers live apart, in the `*Http.ts` files beside it. */
 
@@ -33,7 +38,8 @@ export class SystemGroup extends HttpApiGroup.make("system")
     HttpApiEndpoint.get("metrics", "/metrics")
       .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
       .addError(NotFound)
-      .annotate(OpenApi.Summary, "Prometheus metrics (text exposition format); 404 when METRICS_ENABLED=false")
+      .addError(Unauthorized)
+      .annotate(OpenApi.Summary, "Prometheus metrics (text exposition format); 404 when METRICS_ENABLED=false, 401 without METRICS_TOKEN when one is set")
   ) {}
 
 const ChatPath = Schema.Struct({ chatId: ChatId })
@@ -97,7 +103,8 @@ export class ChatsGroup extends HttpApiGroup.make("chats")
       .addError(ChatBusy)
       .annotate(OpenApi.Summary, "Rewind: delete the message and every later one, with the turns that wrote them; refused while a turn runs")
   )
-  .addError(NotFound) {}
+  .addError(NotFound)
+  .middleware(Authentication) {}
 
 /** The run's events as Server-Sent Events (spec 60), answered when the client accepts them. */
 const EventStream = HttpApiSchema.Text({ contentType: "text/event-stream" })
@@ -141,7 +148,11 @@ export class TurnsGroup extends HttpApiGroup.make("turns")
   .addError(ChatBusy)
   .addError(IdempotencyKeyReused)
   .addError(NotLatestAssistantMessage)
-  .addError(ShuttingDown) {}
+  .addError(ShuttingDown)
+  .addError(TooManyRuns)
+  .addError(TurnRateLimited)
+  .addError(Overloaded)
+  .middleware(Authentication) {}
 
 const RunPath = Schema.Struct({ runId: RunId })
 
@@ -177,6 +188,7 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .setUrlParams(Schema.Struct({ after: Schema.optional(Seq) }))
       .addSuccess(EventStream)
       .addSuccess(HttpApiSchema.NoContent)
+      .addError(Overloaded)
       .annotate(OpenApi.Summary, "The run's event stream, resumable with Last-Event-ID or ?after=")
       .annotate(OpenApi.Description, "204 when the run is finished and its terminal event is at or before the resume point.")
   )
@@ -192,7 +204,8 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .addSuccess(RunSnapshot)
       .annotate(OpenApi.Summary, "Abort the run of a generation; answers once it is terminal")
   )
-  .addError(NotFound) {}
+  .addError(NotFound)
+  .middleware(Authentication) {}
 
 export class Api extends HttpApi.make("turn-runner")
   .add(SystemGroup)

@@ -1,7 +1,9 @@
 import { HttpApiMiddleware, HttpApiSecurity, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { Unauthorized } from "../domain/ApiErrors.ts"
+import type { ChatId, GenerationId, RunId } from "../domain/Ids.ts"
 import { Access } from "../services/access/Access.ts"
+import { Ownership } from "../services/access/Ownership.ts"
 
 /** The caller of the request (spec 85): the owner whose chats, runs and events it may see. */
 export class CurrentOwner extends Context.Tag("turn-runner/CurrentOwner")<CurrentOwner, string>() {}
@@ -22,7 +24,8 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("tur
 
 const eventsRoute = /^\/runs\/([^/?]+)\/events\/?(?:\?|$)/
 
-const refused = (message: string) =>
+/** 401 `unauthorized` with `WWW-Authenticate: Bearer` (spec 85). */
+export const refused = (message: string) =>
   Effect.zipRight(
     HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeader(response, "www-authenticate", "Bearer"))),
     Effect.fail(new Unauthorized({ message }))
@@ -54,3 +57,28 @@ export const AuthenticationLive = Layer.effect(
         })
     }))
 )
+
+/** `use`, once the chat is the caller's (another owner's is 404, as an unknown one). */
+export const ownChat = <A, E, R>(chatId: ChatId, use: (owner: string) => Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.all([CurrentOwner, Ownership]), ([owner, ownership]) => Effect.zipRight(ownership.chat(chatId, owner), use(owner)))
+
+/** `use`, once the run is the caller's. */
+export const ownRun = <A, E, R>(runId: RunId, use: (owner: string) => Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.all([CurrentOwner, Ownership]), ([owner, ownership]) => Effect.zipRight(ownership.run(runId, owner), use(owner)))
+
+/** `use`, once the generation is the caller's. */
+export const ownGeneration = <A, E, R>(generationId: GenerationId, use: (owner: string) => Effect.Effect<A, E, R>) =>
+  Effect.flatMap(
+    Effect.all([CurrentOwner, Ownership]),
+    ([owner, ownership]) => Effect.zipRight(ownership.generation(generationId, owner), use(owner))
+  )
+
+/** A refusal that says when to come back (429, 503) carries it as `Retry-After` too (spec 85). */
+export const withRetryAfter = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.tapError(effect, (error) => {
+    const details = typeof error === "object" && error !== null && "details" in error ? error.details : undefined
+    const seconds = typeof details === "object" && details !== null && "retryAfterSeconds" in details ? details.retryAfterSeconds : undefined
+    return typeof seconds === "number"
+      ? HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(seconds))))
+      : Effect.void
+  })

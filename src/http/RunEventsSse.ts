@@ -24,6 +24,8 @@ export const runEventsResponse = (
     readonly keepAliveMs: number
     readonly gzip: boolean
     readonly onDisconnect?: Effect.Effect<void> | undefined
+    /** Counts the open streams (spec 85, `MAX_SSE_CLIENTS`). */
+    readonly streams: { readonly opened: () => void; readonly closed: () => void }
   }
 ): HttpServerResponse.HttpServerResponse => {
   let delivered = false
@@ -36,10 +38,14 @@ export const runEventsResponse = (
   })
   const body = Stream.suspend(() => {
     Metrics.move(Metrics.sseClients, 1)
+    options.streams.opened()
     return frames
   }).pipe(
     Stream.mapChunks((chunk) => Chunk.of(encoder.encode(Chunk.join(chunk, "")))),
-    Stream.ensuring(Effect.sync(() => Metrics.move(Metrics.sseClients, -1))),
+    Stream.ensuring(Effect.sync(() => {
+      Metrics.move(Metrics.sseClients, -1)
+      options.streams.closed()
+    })),
     Stream.ensuring(Effect.suspend(() => delivered || options.onDisconnect === undefined ? Effect.void : options.onDisconnect))
   )
   return options.gzip

@@ -1,10 +1,14 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { ValidationError } from "../domain/ApiErrors.ts"
+import { RunSnapshot } from "../domain/Run.ts"
+import { Access } from "../services/access/Access.ts"
+import { Limits } from "../services/access/Limits.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { RunEvents } from "../services/runner/RunEvents.ts"
 import { Runs } from "../services/runner/Runs.ts"
 import { Api } from "./Api.ts"
+import { ownChat, ownGeneration, ownRun, withRetryAfter } from "./Authentication.ts"
 import { acceptsGzip, runEventsResponse } from "./RunEventsSse.ts"
 
 const decodeSeq = Schema.decodeUnknownEither(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()))
@@ -21,22 +25,35 @@ export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
     const runs = yield* Runs
     const events = yield* RunEvents
     const config = yield* AppConfig
+    const limits = yield* Limits
+    const access = yield* Access
     return handlers
       .handle("listRuns", ({ path, urlParams }) =>
-        Effect.map(runs.list(path.chatId, { status: urlParams.status, limit: urlParams.limit }), (list) => ({ runs: list })))
-      .handle("getRun", ({ path }) => runs.snapshot(path.runId))
-      .handle("getRunReport", ({ path }) => runs.report(path.runId))
+        ownChat(path.chatId, () =>
+          Effect.map(runs.list(path.chatId, { status: urlParams.status, limit: urlParams.limit }), (list) => ({ runs: list }))))
+      .handle("getRun", ({ path }) =>
+        ownRun(path.runId, (owner) =>
+          Effect.gen(function*() {
+            const snapshot = yield* runs.snapshot(path.runId)
+            const eventsToken = yield* access.eventTokenFor(owner, path.runId)
+            return eventsToken === null ? snapshot : new RunSnapshot({ ...snapshot, eventsToken })
+          })))
+      .handle("getRunReport", ({ path }) => ownRun(path.runId, () => runs.report(path.runId)))
       .handle("runEvents", ({ path, urlParams }) =>
-        Effect.gen(function*() {
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const after = yield* resumeAfter(request.headers["last-event-id"], urlParams.after)
-          // Past a finished run's terminal event: 204, the one answer that stops an `EventSource` (spec 60).
-          if (!(yield* runs.hasEventsAfter(path.runId, after))) return HttpServerResponse.empty({ status: 204 })
-          return runEventsResponse((options) => events.follow(path.runId, after, options), {
-            keepAliveMs: config.sseKeepaliveMs,
-            gzip: acceptsGzip(request.headers["accept-encoding"])
-          })
-        }))
-      .handle("abortRun", ({ path }) => runs.abort(path.runId, "user"))
-      .handle("abortGeneration", ({ path }) => runs.abortGeneration(path.generationId, "user"))
+        ownRun(path.runId, () =>
+          Effect.gen(function*() {
+            const request = yield* HttpServerRequest.HttpServerRequest
+            const after = yield* resumeAfter(request.headers["last-event-id"], urlParams.after)
+            // Past a finished run's terminal event: 204, the one answer that stops an `EventSource` (spec 60).
+            if (!(yield* runs.hasEventsAfter(path.runId, after))) return HttpServerResponse.empty({ status: 204 })
+            const full = limits.eventStreams.overloaded()
+            if (Option.isSome(full)) return yield* full.value
+            return runEventsResponse((options) => events.follow(path.runId, after, options), {
+              keepAliveMs: config.sseKeepaliveMs,
+              gzip: acceptsGzip(request.headers["accept-encoding"]),
+              streams: limits.eventStreams
+            })
+          })).pipe(withRetryAfter))
+      .handle("abortRun", ({ path }) => ownRun(path.runId, () => runs.abort(path.runId, "user")))
+      .handle("abortGeneration", ({ path }) => ownGeneration(path.generationId, () => runs.abortGeneration(path.generationId, "user")))
   }))

@@ -1,12 +1,15 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { RunSnapshot } from "../domain/Run.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Runs } from "../services/runner/Runs.ts"
-import type { TurnStarted } from "../services/runner/Turns.ts"
+import { Access } from "../services/access/Access.ts"
+import { Limits } from "../services/access/Limits.ts"
+import type { TurnError, TurnStarted } from "../services/runner/Turns.ts"
 import { Turns } from "../services/runner/Turns.ts"
 import { TurnStops } from "../services/runner/TurnStops.ts"
 import { Api } from "./Api.ts"
+import { CurrentOwner, ownChat, withRetryAfter } from "./Authentication.ts"
 import { acceptsGzip, runEventsResponse, wantsEventStream } from "./RunEventsSse.ts"
 
 const encodeSnapshot = Schema.encode(RunSnapshot)
@@ -17,36 +20,49 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
     const stops = yield* TurnStops
     const runs = yield* Runs
     const config = yield* AppConfig
+    const limits = yield* Limits
+    const access = yield* Access
 
     /**
-     * Streaming mode attaches to the run's events from `seq 1` (a duplicate too); otherwise 202
-     * with the run's current snapshot, marked `Idempotent-Replayed` for a duplicate (spec 70).
+     * A turn of the caller's, answered as it asked (spec 70): with `Accept: text/event-stream`,
+     * the run's events from `seq 1` (a duplicate too), if the instance has room for one more stream
+     * (spec 85); otherwise 202 with the run's current snapshot and its events token, marked
+     * `Idempotent-Replayed` for a duplicate. A refusal that says when to come back says it in
+     * `Retry-After` too.
      */
-    const answer = (started: TurnStarted, abortOnDisconnect: boolean) =>
+    const turn = (start: (owner: string) => Effect.Effect<TurnStarted, TurnError>, abortOnDisconnect: boolean) =>
       Effect.gen(function*() {
+        const owner = yield* CurrentOwner
         const request = yield* HttpServerRequest.HttpServerRequest
         if (wantsEventStream(request.headers.accept)) {
+          const full = limits.eventStreams.overloaded()
+          if (Option.isSome(full)) return yield* full.value
+          const started = yield* start(owner)
           return runEventsResponse((options) => started.run.follow(0, options), {
             keepAliveMs: config.sseKeepaliveMs,
             gzip: acceptsGzip(request.headers["accept-encoding"]),
-            onDisconnect: abortOnDisconnect ? started.run.abortInBackground("client_disconnect") : undefined
+            onDisconnect: abortOnDisconnect ? started.run.abortInBackground("client_disconnect") : undefined,
+            streams: limits.eventStreams
           })
         }
+        const started = yield* start(owner)
         const snapshot = yield* runs.snapshot(started.run.runId)
-        const body = yield* encodeSnapshot(new RunSnapshot({ ...snapshot, deduplicated: started.deduplicated })).pipe(Effect.orDie)
+        const eventsToken = yield* access.eventTokenFor(owner, started.run.runId)
+        const body = yield* encodeSnapshot(new RunSnapshot({
+          ...snapshot,
+          deduplicated: started.deduplicated,
+          ...(eventsToken === null ? {} : { eventsToken })
+        })).pipe(Effect.orDie)
         return yield* HttpServerResponse.json(body, {
           status: 202,
           headers: started.deduplicated ? { "idempotent-replayed": "true" } : {}
         }).pipe(Effect.orDie)
-      })
+      }).pipe(withRetryAfter)
 
     return handlers
       .handle("sendMessage", ({ path, payload }) =>
-        Effect.flatMap(turns.sendMessage(path.chatId, payload), (started) => answer(started, payload.abortOnDisconnect)))
+        turn((owner) => turns.sendMessage(path.chatId, payload, owner), payload.abortOnDisconnect))
       .handle("regenerate", ({ path, payload }) =>
-        Effect.flatMap(
-          turns.regenerate(path.chatId, path.assistantMessageId, payload),
-          (started) => answer(started, payload.abortOnDisconnect)
-        ))
-      .handle("abortTurn", ({ path, payload }) => stops.stop(path.chatId, payload))
+        turn((owner) => turns.regenerate(path.chatId, path.assistantMessageId, payload, owner), payload.abortOnDisconnect))
+      .handle("abortTurn", ({ path, payload }) => ownChat(path.chatId, () => stops.stop(path.chatId, payload)))
   }))

@@ -4,6 +4,7 @@ import { ChatBusy, NotFound, ValidationError } from "../domain/ApiErrors.ts"
 import { Chat, ChatCursor, ChatPage } from "../domain/Chat.ts"
 import type { CreateChat, UpdateChat } from "../domain/Chat.ts"
 import type { ChatId } from "../domain/Ids.ts"
+import { anonymousOwner } from "../domain/Owner.ts"
 import { ChatsRepo } from "./ChatsRepo.ts"
 import { makeId } from "./Uuid.ts"
 
@@ -35,7 +36,8 @@ export class Chats extends Effect.Service<Chats>()("turn-runner/Chats", {
     const sql = yield* SqlClient.SqlClient
     const repo = yield* ChatsRepo
 
-    const create = Effect.fn("Chats.create")(function*(input: CreateChat) {
+    /** A new chat of `owner` (spec 85; the anonymous owner of `AUTH=none` by default). */
+    const create = Effect.fn("Chats.create")(function*(input: CreateChat, owner: string = anonymousOwner) {
       const createdAt = new Date(yield* Clock.currentTimeMillis)
       const chat = new Chat({
         id: yield* makeId<ChatId>(),
@@ -46,7 +48,7 @@ export class Chats extends Effect.Service<Chats>()("turn-runner/Chats", {
         lastMessageAt: null,
         lastActivityAt: createdAt
       })
-      yield* repo.insertChat(chat)
+      yield* repo.insertChat(chat, owner)
       return chat
     })
 
@@ -55,11 +57,14 @@ export class Chats extends Effect.Service<Chats>()("turn-runner/Chats", {
     })
 
     /** A page of chats, most recently active first, after `cursor`, the `nextCursor` of the page before (spec 75). */
-    const list = Effect.fn("Chats.list")(function*(options: { readonly limit: number; readonly cursor?: string | undefined }) {
+    const list = Effect.fn("Chats.list")(function*(
+      options: { readonly limit: number; readonly cursor?: string | undefined },
+      owner: string = anonymousOwner
+    ) {
       const after = options.cursor === undefined ? undefined : yield* decodeCursor(options.cursor).pipe(
         Effect.mapError(() => new ValidationError({ message: "cursor: not a nextCursor this API gave" }))
       )
-      const { chats, next } = yield* repo.listChats({ limit: options.limit, after })
+      const { chats, next } = yield* repo.listChats({ owner, limit: options.limit, after })
       return new ChatPage({ chats, nextCursor: next === undefined ? null : yield* Effect.orDie(encodeCursor(next)) })
     })
 

@@ -36,16 +36,16 @@ const chatColumns = `${summaryColumns}, c.system_prompt AS "systemPrompt"`
 
 /**
  * Chat rows, with what the API shows of their messages and runs. Database failures are defects
- * here: the callers deal in chats, not in SQL. Every read names its chats in one place (`FROM`),
- * where an owner's filter will go (spec 85).
+ * here: the callers deal in chats, not in SQL. A list is one owner's (spec 85); one chat is read
+ * by its id, once the HTTP layer has checked whose it is (`access/Ownership.ts`).
  */
 export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const insertChat = (chat: Chat) =>
-      sql`INSERT INTO chats (id, title, system_prompt, created_at)
-          VALUES (${chat.id}, ${chat.title}, ${chat.systemPrompt}, ${chat.createdAt})`.pipe(Effect.asVoid, Effect.orDie)
+    const insertChat = (chat: Chat, owner: string) =>
+      sql`INSERT INTO chats (id, title, system_prompt, created_at, owner)
+          VALUES (${chat.id}, ${chat.title}, ${chat.systemPrompt}, ${chat.createdAt}, ${owner})`.pipe(Effect.asVoid, Effect.orDie)
 
     const findChat = (id: ChatId) =>
       sql<ChatRow>`SELECT ${sql.literal(chatColumns)} FROM ${sql.literal(withActivity("chats c"))} WHERE c.id = ${id}`.pipe(
@@ -57,11 +57,11 @@ export class ChatsRepo extends Effect.Service<ChatsRepo>()("turn-runner/ChatsRep
      * Chats, most recently active first (ties by id, so the order is total), from after `after`;
      * `limit + 1` are read to tell whether another page follows.
      */
-    const listChats = (options: { readonly limit: number; readonly after: ChatCursor | undefined }) =>
+    const listChats = (options: { readonly owner: string; readonly limit: number; readonly after: ChatCursor | undefined }) =>
       sql<SummaryRow>`SELECT x.*, x.activity::text AS "activityMicros" FROM (
             SELECT ${sql.literal(summaryColumns)},
                    (EXTRACT(EPOCH FROM GREATEST(c.created_at, lm.last_message_at, lr.last_run_at)) * 1000000)::bigint AS activity
-            FROM ${sql.literal(withActivity("chats c"))}) x
+            FROM ${sql.literal(withActivity("chats c"))} WHERE c.owner = ${options.owner}) x
           ${options.after === undefined ? sql`` : sql`WHERE (x.activity, x.id) < (${options.after[0]}::bigint, ${options.after[1]}::uuid)`}
           ORDER BY x.activity DESC, x.id DESC LIMIT ${options.limit + 1}`.pipe(
         Effect.map((rows) => {

@@ -21,6 +21,10 @@ export interface NewTurn {
   readonly startedAt: Date
   /** The trace the turn's request belongs to, when one is recorded (spec 95). */
   readonly traceId: string | null
+  /** Whose the turn is: the chat must be theirs (spec 85), and the run will be. */
+  readonly owner: string
+  /** The most runs the owner may have running (`MAX_LIVE_RUNS_PER_OWNER`). */
+  readonly liveRunsPerOwner: number
   /** The most history messages the turn reads (`MAX_PROMPT_MESSAGES`). */
   readonly historyLimit: number
   /** False: only read what the checks need, write nothing (a server that is draining). */
@@ -44,6 +48,8 @@ const StartRow = Schema.Struct({
   /** regenerate: the target is not the chat's latest assistant message. */
   notLatest: Schema.Boolean,
   created: Schema.Boolean,
+  /** The owner has `liveRunsPerOwner` runs running already. */
+  ownerAtLimit: Schema.Boolean,
   /** When the client stopped this turn before it arrived (spec 75): it starts already stopped. */
   stopRequestedAt: Schema.NullOr(Schema.DateFromSelf),
   position: Schema.NullOr(Schema.Int),
@@ -69,11 +75,12 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
     const runInsert = (turn: NewTurn, userMessageId: MessageId | null) =>
       sql`INSERT INTO pipeline_runs (id, chat_id, pipeline_id, pipeline_name, trigger, status, idempotency_key,
                                      request_fingerprint, user_message_id, assistant_message_id, assistant_variant_id,
-                                     settings, owner_instance, lease_expires_at, started_at, trace_id)
+                                     settings, owner_instance, lease_expires_at, started_at, trace_id, owner)
           SELECT ${turn.runId}::uuid, ${turn.chatId}::uuid, ${builtinPipeline.id}, ${builtinPipeline.name}, ${turn.trigger}, 'running',
                  ${turn.idempotencyKey}, ${turn.fingerprint}, ${userMessageId}::uuid, ${turn.assistantMessageId}::uuid,
                  ${turn.assistantVariantId}::uuid, ${JSON.stringify(turn.settings)}::jsonb, ${turn.ownerInstance},
-                 ${turn.leaseExpiresAt}::timestamptz, ${turn.startedAt}::timestamptz, ${turn.traceId}::text
+                 ${turn.leaseExpiresAt}::timestamptz, ${turn.startedAt}::timestamptz, ${turn.traceId}::text,
+                 ${turn.owner}::text
           FROM go RETURNING id`
 
     /** The history before `position`: the newest `historyLimit` messages, oldest first, and how many are older. */
@@ -88,13 +95,16 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
              (SELECT id FROM existing) AS "existingRunId", (SELECT request_fingerprint FROM existing) AS "existingFingerprint",
              (SELECT id FROM running) AS "runningRunId", EXISTS (SELECT 1 FROM conflict) AS conflict,
              EXISTS (SELECT 1 FROM not_latest) AS "notLatest", EXISTS (SELECT 1 FROM run) AS created,
+             EXISTS (SELECT 1 FROM owner_at_limit) AS "ownerAtLimit",
              (SELECT requested_at FROM stop) AS "stopRequestedAt",
              (SELECT position FROM go) AS position,
              GREATEST(COALESCE((SELECT before FROM go), 0) - (SELECT count(*) FROM history), 0)::int AS "earlierMessages",
              (SELECT json_agg(json_build_object('role', role, 'content', content) ORDER BY position) FROM history) AS history`
 
     const checks = (turn: NewTurn) =>
-      sql`chat AS (SELECT system_prompt FROM chats WHERE id = ${turn.chatId}),
+      sql`chat AS (SELECT system_prompt FROM chats WHERE id = ${turn.chatId} AND owner = ${turn.owner}),
+          owner_at_limit AS (SELECT 1 WHERE (SELECT count(*) FROM pipeline_runs
+                                             WHERE owner = ${turn.owner} AND status = 'running') >= ${turn.liveRunsPerOwner}),
           existing AS (SELECT id, request_fingerprint FROM pipeline_runs
                        WHERE chat_id = ${turn.chatId} AND idempotency_key = ${turn.idempotencyKey}),
           running AS (SELECT id FROM pipeline_runs WHERE chat_id = ${turn.chatId} AND status = 'running'),
@@ -118,7 +128,7 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
             SELECT COALESCE((SELECT MAX(position) + 1 FROM chat_messages WHERE chat_id = ${turn.chatId}), 0) AS position,
                    COALESCE((SELECT MAX(position) + 1 FROM chat_messages WHERE chat_id = ${turn.chatId}), 0) AS before
             WHERE ${turn.create}::boolean AND EXISTS (SELECT 1 FROM chat) AND NOT EXISTS (SELECT 1 FROM existing)
-              AND NOT EXISTS (SELECT 1 FROM running) AND NOT EXISTS (SELECT 1 FROM conflict)
+              AND NOT EXISTS (SELECT 1 FROM running) AND NOT EXISTS (SELECT 1 FROM owner_at_limit) AND NOT EXISTS (SELECT 1 FROM conflict)
           ),
           messages AS (
             INSERT INTO chat_messages (id, chat_id, role, position, selected_variant_id, created_at)
@@ -148,7 +158,7 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
           go AS (
             SELECT target.position, target.position AS before FROM target
             WHERE ${turn.create}::boolean AND EXISTS (SELECT 1 FROM chat) AND NOT EXISTS (SELECT 1 FROM existing)
-              AND NOT EXISTS (SELECT 1 FROM running) AND NOT EXISTS (SELECT 1 FROM not_latest)
+              AND NOT EXISTS (SELECT 1 FROM running) AND NOT EXISTS (SELECT 1 FROM owner_at_limit) AND NOT EXISTS (SELECT 1 FROM not_latest)
           ),
           variant AS (
             INSERT INTO message_variants (id, message_id, content, created_at)

@@ -53,6 +53,8 @@ for (const database of testDatabases) {
         const live = yield* liveTurn(chatId)
         const busy = yield* sendMessage(chatId, { userMessageId: crypto.randomUUID(), content: "Busy?", settings: quick() })
         expect(busy.status).toBe(409)
+        // The gauge follows the live runs (it read 0 throughout before a fix).
+        expect((yield* scrape).get("turn_runner_runs_live")).toBe(1)
         yield* abortRun(live)
         const aborted = yield* finished(live)
         const invalid = yield* sendMessage(chatId, { userMessageId: "not-a-uuid", content: "" })

@@ -36,6 +36,7 @@ describe("configuration (spec 90)", () => {
       const config = Either.getOrThrow(yield* read({
         PORT: "8080",
         HOST: "0.0.0.0",
+        AUTH: "api_key",
         DATABASE_URL: "postgres://u:p@db/x",
         LLM_PROVIDER: "openai",
         OPENAI_BASE_URL: "http://127.0.0.1:11434/v1/",
@@ -79,6 +80,32 @@ describe("configuration (spec 90)", () => {
       expect(yield* errorOf({ LLM_PROVIDER: "openai" })).toContain("OPENAI_API_KEY")
       expect(yield* errorOf({ LLM_PROVIDER: "openai", OPENAI_BASE_URL: "http://localhost:8000/v1" })).toBe("no error")
     }))
+
+  it.effect("access (spec 85): AUTH is none by default on loopback only; jwt needs a key source, an issuer and an audience", () =>
+    Effect.gen(function*() {
+      expect(Either.getOrThrow(yield* read({})).access.auth).toBe("none")
+      expect(Either.getOrThrow(yield* read({ HOST: "localhost" })).access.auth).toBe("none")
+      expect(yield* errorOf({ HOST: "0.0.0.0" })).toContain("Expected AUTH to be set")
+      expect(Either.getOrThrow(yield* read({ HOST: "0.0.0.0", AUTH: "none" })).access.auth).toBe("none")
+      expect(yield* errorOf({ AUTH: "basic" })).toContain("AUTH")
+      expect(yield* errorOf({ AUTH: "jwt", JWT_ISSUER: "https://i/", JWT_AUDIENCE: "a" })).toContain("JWT_JWKS_URL and JWT_SECRET")
+      expect(yield* errorOf({ AUTH: "jwt", JWT_SECRET: "short", JWT_ISSUER: "https://i/", JWT_AUDIENCE: "a" })).toContain("at least 32 bytes")
+      expect(yield* errorOf({ AUTH: "jwt", JWT_JWKS_URL: "https://i/jwks", JWT_AUDIENCE: "a" })).toContain("JWT_ISSUER")
+      const jwt = Either.getOrThrow(yield* read({ AUTH: "jwt", JWT_JWKS_URL: "https://i/jwks", JWT_ISSUER: "https://i/", JWT_AUDIENCE: "a" }))
+      expect(jwt.access).toMatchObject({ auth: "jwt", jwt: { issuer: "https://i/", audience: "a" } })
+      expect(Either.getOrThrow(yield* read({})).limits).toEqual({ liveRunsPerOwner: 4, liveRuns: 1000, sseClients: 5000, turnsPerMinutePerOwner: 60 })
+      expect(yield* errorOf({ MAX_LIVE_RUNS_PER_OWNER: "0" })).toContain("MAX_LIVE_RUNS_PER_OWNER")
+    }))
+
+  it("a non-loopback HOST without AUTH stops start-up with one line", async () => {
+    const { code, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ["--import", "tsx", "src/main.ts"], { env: { ...process.env, HOST: "0.0.0.0", DATA_DIR: "memory" } }, (error, stdout, stderr) =>
+        resolve({ code: error?.code === undefined ? 0 : Number(error.code), stdout, stderr }))
+    })
+    expect(code).toBe(1)
+    expect(stderr.trim().split("\n")).toHaveLength(1)
+    expect(stderr).toContain("Expected AUTH to be set")
+  })
 
   it("a bad value stops start-up with one line naming the variable", async () => {
     const { code, stderr, stdout } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {

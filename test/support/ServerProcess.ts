@@ -39,7 +39,15 @@ export const startServer = (env: Record<string, string>): Effect.Effect<ServerPr
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
         spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-          env: { ...process.env, PORT: String(port), LOG_LEVEL: "Warn", ...env },
+          // Limits no test of anything else reaches (spec 85's defaults allow 4 live runs an owner).
+          env: {
+            ...process.env,
+            PORT: String(port),
+            LOG_LEVEL: "Warn",
+            MAX_LIVE_RUNS_PER_OWNER: "100000",
+            TURN_RATE_PER_OWNER: "1000000",
+            ...env
+          },
           stdio: ["ignore", "pipe", "pipe"]
         })
       ),

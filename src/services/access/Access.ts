@@ -1,11 +1,10 @@
 import { Effect, Option } from "effect"
+import { anonymousOwner } from "../../domain/Owner.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { ApiKeys } from "./ApiKeys.ts"
 import { EventTokens } from "./EventTokens.ts"
 import { makeVerifier } from "./Jwt.ts"
 
-/** The one owner of `AUTH=none`, and of the chats that existed before owners did. */
-export const anonymousOwner = "anonymous"
 
 /**
  * Who a credential names (spec 85), in the configured mode: `none` (everyone is the anonymous

@@ -1,4 +1,5 @@
 import { Clock, Effect, Option } from "effect"
+import { Overloaded } from "../../domain/ApiErrors.ts"
 import { AppConfig } from "../AppConfig.ts"
 
 /**
@@ -39,16 +40,22 @@ export class Limits extends Effect.Service<Limits>()("turn-runner/Limits", {
         return Option.none()
       })
 
-    /** Opens an event stream if the instance has room; `release` closes it. */
-    const openStream = () => {
-      if (streams >= limits.sseClients) return false
-      streams++
-      return true
-    }
-    const closeStream = () => {
-      streams--
+    /**
+     * The instance's open event streams: a new one is refused while `MAX_SSE_CLIENTS` are open
+     * (checked before a streamed turn starts, counted while the stream is sent).
+     */
+    const eventStreams = {
+      overloaded: () =>
+        streams >= limits.sseClients
+          ? Option.some(new Overloaded({
+            message: `this instance has ${limits.sseClients} event streams open, as many as it may; try again shortly`,
+            details: { retryAfterSeconds: 5 }
+          }))
+          : Option.none(),
+      opened: () => void streams++,
+      closed: () => void streams--
     }
 
-    return { takeTurn, openStream, closeStream, limits } as const
+    return { takeTurn, eventStreams } as const
   })
 }) {}

@@ -27,9 +27,8 @@ export class LiveRuns extends Effect.Service<LiveRuns>()("turn-runner/LiveRuns",
       has: (runId: RunId) => runs.has(runId),
       all: () => runs.values(),
       ids: () => [...runs.keys()],
-      get size() {
-        return runs.size
-      }
+      /** A function, not a getter: a service's fields are copied once, when it is made. */
+      size: () => runs.size
     } as const
   }
 }) {}

@@ -143,7 +143,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       }
       live.add(run)
       Metrics.count(Metrics.runsStarted, 1, { trigger: context.trigger })
-      Metrics.set(Metrics.runsLive, live.size)
+      Metrics.set(Metrics.runsLive, live.size())
       deadlines.set(context.runId, context.startedAt.getTime() + config.runTimeoutMs)
       deadlineAdded.unsafeOpen()
       log.emit({ type: "pipeline.run.started", status: "running" })
@@ -154,7 +154,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         runProgram(deps, context, run, new RunRows(context.runId)).pipe(
           Effect.ensuring(Effect.sync(() => {
             live.remove(context.runId)
-            Metrics.set(Metrics.runsLive, live.size)
+            Metrics.set(Metrics.runsLive, live.size())
             deadlines.delete(context.runId)
           })),
           Effect.annotateLogs({ runId: context.runId, chatId: context.chatId }),
@@ -234,7 +234,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     const drain = Effect.gen(function*() {
       draining = true
       const running = () => live.ids().flatMap((runId) => Option.toArray(FiberMap.unsafeGet(fibers, runId)))
-      yield* Effect.logInfo("draining").pipe(Effect.annotateLogs({ liveRuns: live.size, graceMs: config.shutdownGraceMs }))
+      yield* Effect.logInfo("draining").pipe(Effect.annotateLogs({ liveRuns: live.size(), graceMs: config.shutdownGraceMs }))
       yield* Fiber.awaitAll(running()).pipe(Effect.timeout(Duration.millis(config.shutdownGraceMs)), Effect.ignore)
       for (const run of live.all()) run.abortReason ??= "shutdown"
       yield* Fiber.interruptAll(running())

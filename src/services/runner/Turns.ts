@@ -1,11 +1,23 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Option, Stream } from "effect"
 import { constVoid } from "effect/Function"
-import { ChatBusy, IdempotencyKeyReused, NotFound, NotLatestAssistantMessage, ShuttingDown } from "../../domain/ApiErrors.ts"
+import {
+  ChatBusy,
+  IdempotencyKeyReused,
+  NotFound,
+  NotLatestAssistantMessage,
+  Overloaded,
+  ShuttingDown,
+  TooManyRuns,
+  TurnRateLimited
+} from "../../domain/ApiErrors.ts"
 import type { ChatId, MessageId, RunId, VariantId } from "../../domain/Ids.ts"
+import { anonymousOwner } from "../../domain/Owner.ts"
+import type { Owner } from "../../domain/Owner.ts"
 import type { PromptMessage } from "../../domain/Prompt.ts"
 import { idempotencyKey, turnStopTtlMs } from "../../domain/Run.ts"
 import type { OnBusy, Regenerate, SendMessage, Trigger } from "../../domain/Run.ts"
+import { Limits } from "../access/Limits.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { sha256Of } from "../Hashing.ts"
 import { Instance } from "../Instance.ts"
@@ -14,6 +26,7 @@ import type { NewTurn, StartRow } from "../TurnsRepo.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import * as Tracing from "../observability/Tracing.ts"
 import { makeId } from "../Uuid.ts"
+import { LiveRuns } from "./LiveRuns.ts"
 import type { RunContext } from "./RunContext.ts"
 import { Runner } from "./Runner.ts"
 import type { RunHandle } from "./Runner.ts"
@@ -24,10 +37,25 @@ export interface TurnStarted {
   readonly deduplicated: boolean
 }
 
-export type TurnError = NotFound | IdempotencyKeyReused | ChatBusy | NotLatestAssistantMessage | ShuttingDown
+export type TurnError =
+  | NotFound
+  | IdempotencyKeyReused
+  | ChatBusy
+  | NotLatestAssistantMessage
+  | ShuttingDown
+  | TooManyRuns
+  | TurnRateLimited
+  | Overloaded
+
+/** A refusal that comes before anything is looked at: the instance's state, the caller's pace. */
+type Refusal = ShuttingDown | TurnRateLimited | Overloaded
+
+/** When a caller refused for its live runs, or an instance at its limit, may try again. */
+const retryAfterSeconds = 5
 
 interface TurnPlan {
   readonly chatId: ChatId
+  readonly owner: Owner
   readonly trigger: Trigger
   readonly idempotencyKey: string
   readonly fingerprint: string
@@ -48,7 +76,10 @@ const outcomeOf: Record<TurnError["_tag"], string> = {
   IdempotencyKeyReused: "idempotency_key_reused",
   ChatBusy: "rejected_busy",
   NotLatestAssistantMessage: "not_latest_assistant_message",
-  ShuttingDown: "shutting_down"
+  ShuttingDown: "shutting_down",
+  TooManyRuns: "too_many_runs",
+  TurnRateLimited: "rate_limited",
+  Overloaded: "overloaded"
 }
 
 const counted = (trigger: Trigger, turn: Effect.Effect<TurnStarted, TurnError>) =>
@@ -73,6 +104,10 @@ const lostARace = (error: SqlError) => sqlState(error) === "23505" || sqlState(e
  * (`TurnsRepo`). A busy chat is refused or interrupted. A turn its client stopped before it arrived
  * starts already stopped, and is answered once aborted (spec 75). Races are settled by the
  * database's constraints, never by in-memory checks.
+ *
+ * The limits of spec 85 refuse a new turn before anything is written, never a repeated one: a
+ * turn the instance or the caller's pace refuses is still looked up (and answered, if it is a
+ * duplicate) by the same statement told to write nothing; the caller's live runs are counted in it.
  */
 export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
   effect: Effect.gen(function*() {
@@ -80,9 +115,28 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
     const repo = yield* TurnsRepo
     const runner = yield* Runner
     const instance = yield* Instance
+    const live = yield* LiveRuns
+    const limits = yield* Limits
 
-    const start = (plan: TurnPlan): Effect.Effect<TurnStarted, TurnError> =>
+    /** Whether the instance takes a new turn from `owner` now, and if not, why. */
+    const admission = (owner: Owner): Effect.Effect<Refusal | undefined> =>
       Effect.gen(function*() {
+        if (runner.isDraining()) return new ShuttingDown({ message: "the server is shutting down; try again shortly" })
+        if (live.size() >= config.limits.liveRuns) {
+          return new Overloaded({ message: "this instance runs as many turns as it may; try again shortly", details: { retryAfterSeconds } })
+        }
+        const wait = yield* limits.takeTurn(owner)
+        return Option.isSome(wait)
+          ? new TurnRateLimited({
+            message: `more than ${config.limits.turnsPerMinutePerOwner} turn requests a minute; try again in ${wait.value} s`,
+            details: { retryAfterSeconds: wait.value }
+          })
+          : undefined
+      })
+
+    const start = (plan: TurnPlan, admitted = false): Effect.Effect<TurnStarted, TurnError> =>
+      Effect.gen(function*() {
+        const refusal = admitted ? undefined : yield* admission(plan.owner)
         const runId = yield* makeId<RunId>()
         const assistantVariantId = yield* makeId<VariantId>()
         const startedAt = new Date(yield* Clock.currentTimeMillis)
@@ -99,8 +153,10 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           leaseExpiresAt: new Date(startedAt.getTime() + config.leaseTtlMs),
           startedAt,
           traceId: Option.getOrNull(Option.map(yield* Tracing.recordedSpan, (span) => span.traceId)),
+          owner: plan.owner,
+          liveRunsPerOwner: config.limits.liveRunsPerOwner,
           historyLimit: config.maxPromptMessages,
-          create: !runner.isDraining(),
+          create: refusal === undefined,
           stopsSince: new Date(startedAt.getTime() - turnStopTtlMs)
         }
         const row = yield* plan.start(turn).pipe(
@@ -117,15 +173,21 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           yield* repo.countDuplicate(row.existingRunId as RunId).pipe(Effect.orDie)
           return { run: runner.handle(row.existingRunId as RunId), deduplicated: true }
         }
-        if (!turn.create) return yield* new ShuttingDown({ message: "the server is shutting down; try again shortly" })
+        if (refusal !== undefined) return yield* refusal
         if (row.runningRunId !== null) {
           const running = row.runningRunId as RunId
           // Wherever the running turn runs (spec 50): aborted, and terminal, before this one starts.
           if (plan.onBusy === "interrupt") {
             yield* runner.abort(running, "superseded")
-            return yield* start(plan)
+            return yield* start(plan, true)
           }
           return yield* new ChatBusy({ message: `chat ${plan.chatId} has a running turn`, details: { runId: running } })
+        }
+        if (row.ownerAtLimit) {
+          return yield* new TooManyRuns({
+            message: `${config.limits.liveRunsPerOwner} turns of yours are running already; try again once one has ended`,
+            details: { retryAfterSeconds }
+          })
         }
         if (row.conflict) return yield* plan.conflict
         if (row.notLatest) {
@@ -154,10 +216,12 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
         return { run, deduplicated: false }
       })
 
-    const sendMessage = Effect.fn("Turns.sendMessage")(function*(chatId: ChatId, request: SendMessage) {
+    /** A `user_message` turn of `owner` (spec 85; the anonymous owner of `AUTH=none` by default). */
+    const sendMessage = Effect.fn("Turns.sendMessage")(function*(chatId: ChatId, request: SendMessage, owner: Owner = anonymousOwner) {
       const userVariantId = yield* makeId<VariantId>()
       return yield* counted("user_message", start({
         chatId,
+        owner,
         trigger: "user_message",
         idempotencyKey: idempotencyKey.userMessage(request.userMessageId),
         fingerprint: sha256Of({ trigger: "user_message", content: request.content, settings: request.settings }),
@@ -172,9 +236,10 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
     })
 
     const regenerate = Effect.fn("Turns.regenerate")(
-      function*(chatId: ChatId, assistantMessageId: MessageId, request: Regenerate) {
+      function*(chatId: ChatId, assistantMessageId: MessageId, request: Regenerate, owner: Owner = anonymousOwner) {
         return yield* counted("regenerate", start({
           chatId,
+          owner,
           trigger: "regenerate",
           idempotencyKey: idempotencyKey.regenerate(assistantMessageId, request.requestId),
           fingerprint: sha256Of({ trigger: "regenerate", assistantMessageId, settings: request.settings }),
