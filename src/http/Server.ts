@@ -7,10 +7,12 @@ import { Prometheus } from "../services/observability/Prometheus.ts"
 import { RunsHttp } from "./RunsHttp.ts"
 import { SystemHttp } from "./SystemHttp.ts"
 import { TurnsHttp } from "./TurnsHttp.ts"
+import { WebApp } from "./WebApp.ts"
 
-/** The API's handlers, the OpenAPI document and its docs page, served on whatever `HttpServer` is given. */
+/** The API's handlers, the OpenAPI document and its docs page, and the web app (`/`, `/ui/…`), served on whatever `HttpServer` is given. */
 export const HttpLive = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  Layer.provide(WebApp),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ErrorBodies),
   Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide([SystemHttp.pipe(Layer.provide(Prometheus.Default)), ChatsHttp, TurnsHttp, RunsHttp]))),
