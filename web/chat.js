@@ -279,7 +279,9 @@ export async function chatPage(main, chatId) {
 
   const chat = await refresh()
   toBottom()
-  if (chat.activeRunId) attach(chat.activeRunId)
+  // TEMPORARY until activeRunId lands (branch front-end-api)
+  const active = chat.activeRunId !== undefined ? chat.activeRunId : (await api("GET", `${base}/runs?status=running&limit=1`)).runs[0]?.id
+  if (active) attach(active)
 }
 
 function outcome(turn, terminal) {

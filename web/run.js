@@ -162,7 +162,8 @@ export async function runPage(main, runId) {
       firstDeltaAt ??= Date.parse(event.at)
       return
     }
-    // Rows change at steps and at the end; a burst of them is read once.
+    // Rows change at steps and at the end; a burst of them is read once. A finished run's are read.
+    if (report !== null) return
     clearTimeout(refreshTimer)
     refreshTimer = setTimeout(refresh, isTerminal(event.type) ? 0 : 100)
   }

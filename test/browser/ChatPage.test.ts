@@ -1,0 +1,132 @@
+import type { Page } from "playwright-core"
+import { expect, it } from "vitest"
+import { browserSession, describeInBrowser, generationText } from "../support/Browser.ts"
+
+// The functions handed to the page run there, where these exist.
+declare const document: any, window: any, MutationObserver: any
+
+/**
+ * The chat page of spec 75 in Chromium, against the real service and its `local` model (paced by
+ * `settings.local.tokenDelayMs` so that there is time to reload or stop mid-answer).
+ */
+describeInBrowser("the chat page", () => {
+  const session = browserSession()
+
+  const openChat = async (settings: Record<string, unknown>) => {
+    const chat = await session.api<{ id: string }>("POST", "/chats", { title: "Otters" })
+    const page = await session.newPage()
+    // Every text the latest answer shows, in order, across the whole page's life.
+    await page.addInitScript(() => {
+      const seen: Array<string> = []
+      Object.assign(window, { answerTexts: seen })
+      new MutationObserver(() => {
+        const text: string | undefined = [...document.querySelectorAll(".message.assistant .content")].at(-1)?.textContent
+        if (text !== undefined && text !== seen.at(-1)) seen.push(text)
+      }).observe(document, { subtree: true, childList: true, characterData: true })
+    })
+    await page.goto(`/ui/chats/${chat.id}`)
+    await setSettings(page, settings)
+    return { chatId: chat.id, page }
+  }
+
+  const setSettings = async (page: Page, settings: Record<string, unknown>) => {
+    const field = page.getByLabel(/Sent with each turn/)
+    if (!(await field.isVisible())) await page.getByText("Generation settings").click()
+    await field.fill(JSON.stringify(settings))
+  }
+
+  const send = async (page: Page, text: string) => {
+    const box = page.getByLabel("Message", { exact: true })
+    await box.fill(text)
+    await box.press("Enter")
+  }
+
+  const answer = (page: Page) => page.locator(".message.assistant .content").last()
+  const status = (page: Page) => page.getByRole("status")
+  const runIdOf = async (page: Page) => (await page.getByRole("link", { name: "Run details" }).last().getAttribute("href"))!.split("/").at(-1)!
+  const answerTexts = (page: Page) => page.evaluate(() => window.answerTexts as Array<string>)
+  const textLongerThan = (page: Page, length: number) =>
+    page.waitForFunction((length) => ([...document.querySelectorAll(".message.assistant .content")].at(-1)?.textContent?.length ?? 0) > length, length)
+  const answerIs = (page: Page, text: string) =>
+    page.waitForFunction((text) => [...document.querySelectorAll(".message.assistant .content")].at(-1)?.textContent === text, text)
+  const step = (page: Page, type: string, status: string) => page.locator(`[data-step="${type}"][data-status="${status}"]`).waitFor()
+
+  it("a sent message's answer streams in, with the run's progress, and ends as the run's text", async () => {
+    const { page } = await openChat({ max_tokens: 30, local: { tokenDelayMs: 40 } })
+    await send(page, "Tell me about otters")
+    await page.locator(".message.user .content", { hasText: "Tell me about otters" }).waitFor()
+    await step(page, "llm", "running")
+    await step(page, "pre", "done")
+    await textLongerThan(page, 40)
+    expect(await status(page).textContent()).toBe("Answering…")
+    await status(page).filter({ hasText: "Answered" }).waitFor()
+    for (const type of ["pre", "llm", "post"]) await step(page, type, "done")
+    const raw = generationText(await session.events(await runIdOf(page)))
+    expect(await answer(page).textContent()).toBe(raw.trimEnd())
+    // It grew in many steps, each a prefix of the whole: streamed, nothing repeated or skipped.
+    const texts = await answerTexts(page)
+    expect(texts.length).toBeGreaterThan(10)
+    for (const text of texts) expect(raw.startsWith(text), JSON.stringify({ text, raw })).toBe(true)
+  })
+
+  it("a reload in the middle of an answer re-attaches to the run and continues it exactly", async () => {
+    const { page } = await openChat({ max_tokens: 60, local: { tokenDelayMs: 50 } })
+    await send(page, "Tell me about otters")
+    await textLongerThan(page, 60)
+    const before = (await answer(page).textContent())!
+    await page.reload()
+    await page.getByRole("button", { name: "Stop" }).waitFor()
+    await status(page).filter({ hasText: "Answered" }).waitFor()
+    const raw = generationText(await session.events(await runIdOf(page)))
+    expect(raw.startsWith(before) && raw.length > before.length).toBe(true)
+    expect(await answer(page).textContent()).toBe(raw.trimEnd())
+    const texts = await answerTexts(page)
+    for (const text of texts) expect(raw.startsWith(text), JSON.stringify({ text, raw })).toBe(true)
+    expect(texts).toContain(raw)
+  })
+
+  it("Stop ends the answer where it is: the run is aborted by the user and the partial text stays", async () => {
+    const { chatId, page } = await openChat({ max_tokens: 400, local: { tokenDelayMs: 20 } })
+    await send(page, "Tell me everything")
+    await textLongerThan(page, 50)
+    await page.getByRole("button", { name: "Stop" }).click()
+    await status(page).filter({ hasText: "Stopped." }).waitFor()
+    await step(page, "llm", "aborted")
+    await step(page, "post", "skipped")
+    const snapshot = await session.api("GET", `/runs/${await runIdOf(page)}`)
+    expect(snapshot.run).toMatchObject({ status: "aborted", abortReason: "user" })
+    const { messages } = await session.api("GET", `/chats/${chatId}/messages`)
+    const shown = (await answer(page).textContent())!
+    expect(shown).toBe(messages.at(-1).content)
+    expect(shown.split(" ").length).toBeLessThan(400)
+    await page.getByRole("button", { name: "Send", disabled: false }).waitFor()
+  })
+
+  it("Regenerate adds a variant, and ‹ › swipe between the answers, choosing the one in the history", async () => {
+    const { chatId, page } = await openChat({ max_tokens: 8 })
+    await send(page, "Hello there")
+    await status(page).filter({ hasText: "Answered" }).waitFor()
+    const first = (await answer(page).textContent())!
+    await setSettings(page, { max_tokens: 8, temperature: 0.5 })
+    await page.getByRole("button", { name: "Regenerate" }).click()
+    await status(page).filter({ hasText: "Answered" }).waitFor()
+    const swipe = page.locator(".message.assistant .swipe").last()
+    await swipe.locator(".count", { hasText: "2/2" }).waitFor()
+    const second = (await answer(page).textContent())!
+    expect(second).not.toBe(first)
+
+    const selected = async () => {
+      const { messages } = await session.api("GET", `/chats/${chatId}/messages`)
+      return messages.at(-1).variants.findIndex((variant: { id: string }) => variant.id === messages.at(-1).selectedVariantId)
+    }
+    await swipe.getByRole("button", { name: "Previous answer" }).click()
+    await swipe.locator(".count", { hasText: "1/2" }).waitFor()
+    await answerIs(page, first)
+    expect(await selected()).toBe(0)
+    await page.keyboard.press("Tab")
+    await swipe.getByRole("button", { name: "Next answer" }).press("Enter")
+    await swipe.locator(".count", { hasText: "2/2" }).waitFor()
+    await answerIs(page, second)
+    expect(await selected()).toBe(1)
+  })
+})
