@@ -1,37 +1,18 @@
 import { Effect, Exit, Scope } from "effect"
-import { existsSync } from "node:fs"
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
+import type { Browser, BrowserContext, Page } from "playwright-core"
 import { afterAll, afterEach, beforeAll, describe, expect } from "vitest"
+import { chromiumAvailable, chromiumPath, launchChromium } from "./Chromium.ts"
 import { type ServerProcess, startServer } from "./ServerProcess.ts"
 
-/** Debian's Chromium (`.ci/run` installs it), or the one `CHROMIUM_PATH` names. */
-export const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
-const available = existsSync(chromiumPath)
 /** Under CI the browser tests must run: a missing browser fails them instead of skipping them. */
 const required = (process.env.CI ?? "") !== "" && process.env.CI !== "false"
-
-const chromiumArgs = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync"
-]
-
-/** Starts Chromium, headless, with the flags this machine needs. */
-export const launchChromium = (): Promise<Browser> => {
-  if (!available) throw new Error(`no Chromium at ${chromiumPath} (CI is set, so the browser tests must run): apt-get install chromium, or set CHROMIUM_PATH`)
-  return chromium.launch({ executablePath: chromiumPath, args: chromiumArgs })
-}
 
 /**
  * `describe` for tests in a real browser: skipped, with one line saying so, when there is no
  * Chromium, unless CI is set (then they run and fail).
  */
 export const describeInBrowser = (name: string, body: () => void) => {
-  if (available || required) return describe(name, body)
+  if (chromiumAvailable || required) return describe(name, body)
   console.log(`browser tests skipped: no Chromium at ${chromiumPath} (apt-get install chromium, or set CHROMIUM_PATH)`)
   return describe.skip(name, body)
 }
@@ -58,8 +39,8 @@ export const browserSession = (env: Record<string, string> = {}): BrowserSession
   let pageErrors: Array<string> = []
 
   beforeAll(async () => {
-    server = await Effect.runPromise(Scope.extend(startServer({ DATA_DIR: "memory", ...env }), scope))
     browser = await launchChromium()
+    server = await Effect.runPromise(Scope.extend(startServer({ DATA_DIR: "memory", ...env }), scope))
   }, 60_000)
   afterAll(async () => {
     await browser?.close()
