@@ -102,6 +102,46 @@ describeInBrowser("the chat page", () => {
     await page.getByRole("button", { name: "Send", disabled: false }).waitFor()
   })
 
+  it("Stop pressed before the turn request reaches the server still stops it: its run starts aborted", async () => {
+    const { chatId, page } = await openChat({ max_tokens: 20 })
+    let arrived!: () => void
+    let release!: () => void
+    const intercepted = new Promise<void>((resolve) => (arrived = resolve))
+    const held = new Promise<void>((resolve) => (release = resolve))
+    await page.route(`**/chats/${chatId}/messages`, async (route) => {
+      if (route.request().method() === "POST") {
+        arrived()
+        await held
+      }
+      await route.continue()
+    })
+    await send(page, "Never mind")
+    await intercepted
+    const abort = page.waitForResponse((response) => response.url().endsWith("/turns/abort"))
+    await page.getByRole("button", { name: "Stop" }).click()
+    expect(await (await abort).json()).toEqual({ run: null })
+    release()
+    await status(page).filter({ hasText: "Stopped." }).waitFor()
+    for (const type of ["pre", "llm", "post"]) await step(page, type, "skipped")
+    const snapshot = await session.api("GET", `/runs/${await runIdOf(page)}`)
+    expect(snapshot).toMatchObject({ run: { status: "aborted", abortReason: "user" }, generation: null })
+  })
+
+  it("Delete from here rewinds the chat to before that message and puts it back in the message box", async () => {
+    const { chatId, page } = await openChat({ max_tokens: 4 })
+    for (const [question, count] of [["First question", 2], ["Second question", 4]] as const) {
+      await send(page, question)
+      await page.waitForFunction((count) => document.querySelectorAll(".message").length === count, count)
+      await page.getByRole("button", { name: "Send", disabled: false }).waitFor()
+    }
+    page.once("dialog", (dialog) => void dialog.accept())
+    await page.locator(".message").nth(2).getByRole("button", { name: "Delete from here" }).click()
+    await page.waitForFunction(() => document.querySelectorAll(".message").length === 2)
+    expect(await page.getByLabel("Message", { exact: true }).inputValue()).toBe("Second question")
+    const { messages } = await session.api("GET", `/chats/${chatId}/messages`)
+    expect(messages.map((message: { role: string }) => message.role)).toEqual(["user", "assistant"])
+  })
+
   it("Regenerate adds a variant, and ‹ › swipe between the answers, choosing the one in the history", async () => {
     const { chatId, page } = await openChat({ max_tokens: 8 })
     await send(page, "Hello there")
