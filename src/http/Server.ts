@@ -1,16 +1,35 @@
 import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
-import { Layer } from "effect"
+import type { HttpApp } from "@effect/platform"
+import { Effect, Layer } from "effect"
+import { AppConfig } from "../services/AppConfig.ts"
+import { Prometheus } from "../services/observability/Prometheus.ts"
 import { Api } from "./Api.ts"
 import { ChatsHttp } from "./ChatsHttp.ts"
 import { ErrorBodies } from "./ErrorBodies.ts"
-import { Prometheus } from "../services/observability/Prometheus.ts"
 import { RunsHttp } from "./RunsHttp.ts"
 import { SystemHttp } from "./SystemHttp.ts"
 import { TurnsHttp } from "./TurnsHttp.ts"
 import { WebApp } from "./WebApp.ts"
 
+/**
+ * Browser access from other origins (spec 75), around the whole app: preflights are answered
+ * before any route, and every answer (an event stream, an error, a 404) carries the headers.
+ * Without `CORS_ORIGINS` there is none of it.
+ */
+const cors = (origins: ReadonlyArray<string>): (app: HttpApp.Default) => HttpApp.Default =>
+  origins.length === 0 ? (app) => app : HttpMiddleware.cors({
+    // One origin is answered as it is; several are matched against the request's `Origin`.
+    allowedOrigins: origins[0] === "*" ? [] : origins,
+    allowedHeaders: ["Content-Type", "Authorization", "Last-Event-ID", "Accept"],
+    exposedHeaders: ["Idempotent-Replayed"],
+    maxAge: 600
+  })
+
 /** The API's handlers, the OpenAPI document and its docs page, and the web app (`/`, `/ui/…`), served on whatever `HttpServer` is given. */
-export const HttpLive = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+export const HttpLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) => {
+  const withCors = cors(config.corsOrigins)
+  return HttpApiBuilder.serve((app) => HttpMiddleware.logger(withCors(app)))
+})).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
   Layer.provide(WebApp),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),

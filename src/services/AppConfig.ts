@@ -32,6 +32,34 @@ const llm = Config.all({
   )
 )
 
+/** An origin as a browser sends it in `Origin` (scheme, host, port), or undefined for anything more or else. */
+const originOf = (value: string) => {
+  const url = URL.canParse(value) ? new URL(value) : undefined
+  const bare = url !== undefined && (url.protocol === "http:" || url.protocol === "https:") && url.pathname === "/" &&
+    url.search === "" && url.hash === "" && url.username === "" && url.password === ""
+  return bare ? url.origin : undefined
+}
+
+/**
+ * `CORS_ORIGINS` (spec 75): comma-separated origins (`https://app.example`), or `*` for any; unset
+ * or empty = none, and then no CORS header at all.
+ */
+const corsOrigins = Config.string("CORS_ORIGINS").pipe(
+  Config.withDefault(""),
+  Config.mapOrFail((text) => {
+    const origins: Array<string> = []
+    for (const value of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
+      if (value === "*") return Either.right(["*"])
+      const origin = originOf(value)
+      if (origin === undefined) {
+        return Either.left(ConfigError.InvalidData(["CORS_ORIGINS"], `Expected "*" or origins like https://app.example (scheme, host and port only), not ${JSON.stringify(value)}`))
+      }
+      origins.push(origin)
+    }
+    return Either.right(origins as ReadonlyArray<string>)
+  })
+)
+
 /** Every setting of spec 90, read once and validated as a whole. */
 export const appConfig = Config.all({
   port: Config.port("PORT").pipe(Config.withDefault(3000)),
@@ -62,6 +90,7 @@ export const appConfig = Config.all({
   ),
   storePromptSnapshots: Config.boolean("STORE_PROMPT_SNAPSHOTS").pipe(Config.withDefault(false)),
   metricsEnabled: Config.boolean("METRICS_ENABLED").pipe(Config.withDefault(true)),
+  corsOrigins,
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
 })
 

@@ -63,6 +63,17 @@ describe("configuration (spec 90)", () => {
       expect(yield* errorOf({ STORE_PROMPT_SNAPSHOTS: "maybe" })).toContain("STORE_PROMPT_SNAPSHOTS")
     }))
 
+  it.effect("CORS_ORIGINS: none by default, a list of origins, or * for any; anything else names the variable", () =>
+    Effect.gen(function*() {
+      expect(Either.getOrThrow(yield* read({})).corsOrigins).toEqual([])
+      expect(Either.getOrThrow(yield* read({ CORS_ORIGINS: " https://app.example, http://localhost:5173/ " })).corsOrigins)
+        .toEqual(["https://app.example", "http://localhost:5173"])
+      expect(Either.getOrThrow(yield* read({ CORS_ORIGINS: "*" })).corsOrigins).toEqual(["*"])
+      for (const bad of ["app.example", "https://app.example/path", "ftp://app.example", "https://app.example?x=1"]) {
+        expect(yield* errorOf({ CORS_ORIGINS: bad })).toContain("CORS_ORIGINS")
+      }
+    }))
+
   it.effect("openai needs OPENAI_API_KEY unless the server is on loopback", () =>
     Effect.gen(function*() {
       expect(yield* errorOf({ LLM_PROVIDER: "openai" })).toContain("OPENAI_API_KEY")
