@@ -4,6 +4,8 @@ import { Chats } from "./services/Chats.ts"
 import { Notifications, NotificationsLive } from "./services/cluster/Notifications.ts"
 import { Relay } from "./services/cluster/Relay.ts"
 import { ChatsRepo } from "./services/ChatsRepo.ts"
+import { Messages } from "./services/Messages.ts"
+import { MessagesRepo } from "./services/MessagesRepo.ts"
 import { Generations } from "./services/Generations.ts"
 import { Instance } from "./services/Instance.ts"
 import { LanguageModelLive } from "./services/llm/LanguageModelLive.ts"
@@ -17,6 +19,7 @@ import { Runner } from "./services/runner/Runner.ts"
 import { Runs } from "./services/runner/Runs.ts"
 import { Sweeper, SweeperLoop } from "./services/runner/Sweeper.ts"
 import { Turns } from "./services/runner/Turns.ts"
+import { TurnStops } from "./services/runner/TurnStops.ts"
 import { RunsRepo } from "./services/RunsRepo.ts"
 import { WriteBehind } from "./services/WriteBehind.ts"
 
@@ -30,6 +33,7 @@ export const BuiltinStepsLive = Layer.merge(PreStepLive, PostStepLive)
 export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>) => {
   const base = Layer.mergeAll(
     ChatsRepo.Default,
+    MessagesRepo.Default,
     RunsRepo.Default,
     Journal.Default,
     BatchRepo.Default,
@@ -42,7 +46,8 @@ export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>)
   const core = Relay.Default.pipe(Layer.provideMerge(base))
   const runner = Runner.Default.pipe(Layer.provide(steps))
   const sweeping = SweeperLoop.pipe(Layer.provideMerge(Sweeper.Default))
-  return Layer.mergeAll(Chats.Default, Turns.Default, Runs.Default, sweeping).pipe(
+  return Layer.mergeAll(Chats.Default, Messages.Default, Turns.Default, TurnStops.Default, sweeping).pipe(
+    Layer.provideMerge(Runs.Default),
     Layer.provideMerge(runner),
     Layer.provideMerge(RunEvents.Default),
     Layer.provideMerge(core)
@@ -53,7 +58,7 @@ export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>)
 export const ServicesLive = servicesWith(BuiltinStepsLive).pipe(Layer.provide(LanguageModelLive))
 
 /** The HTTP API over the given services. */
-export const appWith = <E, R>(services: Layer.Layer<Chats | Turns | Runs | Runner | RunEvents | Notifications, E, R>) =>
+export const appWith = <E, R>(services: Layer.Layer<Chats | Messages | Turns | TurnStops | Runs | Runner | RunEvents | Notifications, E, R>) =>
   HttpLive.pipe(Layer.provide(services))
 
 /** The HTTP API over the services; needs an `HttpServer`, `AppConfig` and a `SqlClient`. */

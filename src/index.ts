@@ -19,6 +19,8 @@ export { HttpLive } from "./http/Server.ts"
 export { AppConfig, appConfig } from "./services/AppConfig.ts"
 export { Chats } from "./services/Chats.ts"
 export { ChatsRepo } from "./services/ChatsRepo.ts"
+export { Messages } from "./services/Messages.ts"
+export { MessagesRepo } from "./services/MessagesRepo.ts"
 export { DatabaseLive } from "./services/db/Database.ts"
 export * as PgliteClient from "./services/db/PgliteClient.ts"
 export { Generations } from "./services/Generations.ts"
@@ -42,6 +44,8 @@ export { Runs } from "./services/runner/Runs.ts"
 export { Sweeper, SweeperLoop } from "./services/runner/Sweeper.ts"
 export { Instance } from "./services/Instance.ts"
 export { Turns } from "./services/runner/Turns.ts"
+export { TurnStops } from "./services/runner/TurnStops.ts"
+export { TurnStopsRepo } from "./services/TurnStopsRepo.ts"
 
 /** A typed client for a running server, from the same `HttpApi` the server implements. */
 export const makeClient = (baseUrl: string) => HttpApiClient.make(Api, { baseUrl })

@@ -78,6 +78,12 @@ const Content = Schema.String.pipe(
   Schema.filter((text) => text.trim().length > 0 || "content must not be only white space")
 )
 
+/** A turn's idempotency key (spec 10, "Idempotency"), from the client's own ids. */
+export const idempotencyKey = {
+  userMessage: (userMessageId: string) => `user_message:${userMessageId}`,
+  regenerate: (assistantMessageId: string, requestId: string) => `regenerate:${assistantMessageId}:${requestId}`
+} as const
+
 export const SendMessage = Schema.Struct({
   userMessageId: MessageId,
   content: Content,
@@ -94,3 +100,19 @@ export const Regenerate = Schema.Struct({
   abortOnDisconnect: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 export type Regenerate = typeof Regenerate.Type
+
+/**
+ * Stop a turn by the client's own ids (spec 75), those of its turn request: its `userMessageId`,
+ * or a regenerate's `assistantMessageId` and `requestId`.
+ */
+export const AbortTurn = Schema.Union(
+  Schema.Struct({ userMessageId: MessageId }),
+  Schema.Struct({ assistantMessageId: MessageId, requestId: Schema.UUID })
+)
+export type AbortTurn = typeof AbortTurn.Type
+
+/** The stopped turn's run once terminal, or null when the stop was recorded for a turn yet to come. */
+export const AbortTurnAnswer = Schema.Struct({ run: Schema.NullOr(RunSnapshot) })
+
+/** How long a stop recorded before its turn arrived applies to it (spec 75). */
+export const turnStopTtlMs = 10 * 60 * 1000

@@ -11,9 +11,9 @@ import {
   ShuttingDown,
   ValidationError
 } from "../domain/ApiErrors.ts"
-import { Chat, CreateChat, Message } from "../domain/Chat.ts"
+import { Chat, ChatPage, CreateChat, Message, SelectVariant, UpdateChat } from "../domain/Chat.ts"
 import { ChatId, GenerationId, MessageId, RunId } from "../domain/Ids.ts"
-import { Regenerate, Run, RunSnapshot, RunStatus, SendMessage } from "../domain/Run.ts"
+import { AbortTurn, AbortTurnAnswer, Regenerate, Run, RunSnapshot, RunStatus, SendMessage } from "../domain/Run.ts"
 import { RunReport } from "../domain/RunReport.ts"
 
 /** The HTTP contract (spec 70); handlers live apart, in the `*Http.ts` files beside it. */
@@ -37,6 +37,7 @@ export class SystemGroup extends HttpApiGroup.make("system")
   ) {}
 
 const ChatPath = Schema.Struct({ chatId: ChatId })
+const MessagePath = Schema.Struct({ chatId: ChatId, messageId: MessageId })
 
 export class ChatsGroup extends HttpApiGroup.make("chats")
   .add(
@@ -46,16 +47,55 @@ export class ChatsGroup extends HttpApiGroup.make("chats")
       .annotate(OpenApi.Summary, "Create a chat")
   )
   .add(
+    HttpApiEndpoint.get("listChats", "/chats")
+      .setUrlParams(Schema.Struct({
+        limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100)), { default: () => 20 }),
+        cursor: Schema.optional(Schema.String.pipe(Schema.maxLength(200)))
+      }))
+      .addSuccess(ChatPage)
+      .annotate(OpenApi.Summary, "Chats, most recently active first")
+      .annotate(OpenApi.Description, "`nextCursor` (null on the last page) is the `cursor` of the next page.")
+  )
+  .add(
     HttpApiEndpoint.get("getChat", "/chats/:chatId")
       .setPath(ChatPath)
       .addSuccess(Chat)
       .annotate(OpenApi.Summary, "One chat")
   )
   .add(
+    HttpApiEndpoint.patch("updateChat", "/chats/:chatId")
+      .setPath(ChatPath)
+      .setPayload(UpdateChat)
+      .addSuccess(Chat)
+      .annotate(OpenApi.Summary, "Change a chat's title or system prompt (a field left out stays, null clears it)")
+  )
+  .add(
+    HttpApiEndpoint.del("deleteChat", "/chats/:chatId")
+      .setPath(ChatPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(ChatBusy)
+      .annotate(OpenApi.Summary, "Delete a chat and everything of it; refused while a turn runs in it")
+  )
+  .add(
     HttpApiEndpoint.get("listMessages", "/chats/:chatId/messages")
       .setPath(ChatPath)
       .addSuccess(Schema.Struct({ messages: Schema.Array(Message) }))
       .annotate(OpenApi.Summary, "The history: every message with its selected content and its variants")
+  )
+  .add(
+    HttpApiEndpoint.put("selectVariant", "/chats/:chatId/messages/:messageId/selected-variant")
+      .setPath(MessagePath)
+      .setPayload(SelectVariant)
+      .addSuccess(Message)
+      .addError(ChatBusy)
+      .annotate(OpenApi.Summary, "Choose which variant of an assistant message is in the history; refused while a turn writes that message")
+  )
+  .add(
+    HttpApiEndpoint.del("rewind", "/chats/:chatId/messages/:messageId")
+      .setPath(MessagePath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(ChatBusy)
+      .annotate(OpenApi.Summary, "Rewind: delete the message and every later one, with the turns that wrote them; refused while a turn runs")
   )
   .addError(NotFound) {}
 
@@ -83,6 +123,19 @@ export class TurnsGroup extends HttpApiGroup.make("turns")
       .addSuccess(EventStream)
       .annotate(OpenApi.Summary, "Start a regenerate turn: a new answer variant for the latest assistant message")
       .annotate(OpenApi.Description, turnDescription)
+  )
+  .add(
+    HttpApiEndpoint.post("abortTurn", "/chats/:chatId/turns/abort")
+      .setPath(ChatPath)
+      .setPayload(AbortTurn)
+      .addSuccess(AbortTurnAnswer)
+      .annotate(OpenApi.Summary, "Stop a turn by the client's own ids, even before its request arrived")
+      .annotate(
+        OpenApi.Description,
+        "`{userMessageId}` or `{assistantMessageId, requestId}`, as in the turn request. If the turn's run exists it is aborted " +
+          "and the answer comes once it is terminal; otherwise the stop is recorded (`run: null`), and the turn request arriving " +
+          "with those ids within 10 minutes creates its run already aborted."
+      )
   )
   .addError(NotFound)
   .addError(ChatBusy)
@@ -123,7 +176,9 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .setPath(RunPath)
       .setUrlParams(Schema.Struct({ after: Schema.optional(Seq) }))
       .addSuccess(EventStream)
+      .addSuccess(HttpApiSchema.NoContent)
       .annotate(OpenApi.Summary, "The run's event stream, resumable with Last-Event-ID or ?after=")
+      .annotate(OpenApi.Description, "204 when the run is finished and its terminal event is at or before the resume point.")
   )
   .add(
     HttpApiEndpoint.post("abortRun", "/runs/:runId/abort")

@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
+import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Schema } from "effect"
 import { ValidationError } from "../domain/ApiErrors.ts"
 import { AppConfig } from "../services/AppConfig.ts"
@@ -30,7 +30,8 @@ export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
         Effect.gen(function*() {
           const request = yield* HttpServerRequest.HttpServerRequest
           const after = yield* resumeAfter(request.headers["last-event-id"], urlParams.after)
-          yield* runs.exists(path.runId)
+          // Past a finished run's terminal event: 204, the one answer that stops an `EventSource` (spec 60).
+          if (!(yield* runs.hasEventsAfter(path.runId, after))) return HttpServerResponse.empty({ status: 204 })
           return runEventsResponse((options) => events.follow(path.runId, after, options), {
             keepAliveMs: config.sseKeepaliveMs,
             gzip: acceptsGzip(request.headers["accept-encoding"])

@@ -5,6 +5,7 @@ import { AppConfig } from "../services/AppConfig.ts"
 import { Runs } from "../services/runner/Runs.ts"
 import type { TurnStarted } from "../services/runner/Turns.ts"
 import { Turns } from "../services/runner/Turns.ts"
+import { TurnStops } from "../services/runner/TurnStops.ts"
 import { Api } from "./Api.ts"
 import { acceptsGzip, runEventsResponse, wantsEventStream } from "./RunEventsSse.ts"
 
@@ -13,6 +14,7 @@ const encodeSnapshot = Schema.encode(RunSnapshot)
 export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
   Effect.gen(function*() {
     const turns = yield* Turns
+    const stops = yield* TurnStops
     const runs = yield* Runs
     const config = yield* AppConfig
 
@@ -46,4 +48,5 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
           turns.regenerate(path.chatId, path.assistantMessageId, payload),
           (started) => answer(started, payload.abortOnDisconnect)
         ))
+      .handle("abortTurn", ({ path, payload }) => stops.stop(path.chatId, payload))
   }))

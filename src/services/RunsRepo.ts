@@ -3,7 +3,7 @@ import { Array as Arr, Effect, Option } from "effect"
 import type { ErrorInfo } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
 import type { PromptDraft } from "../domain/Prompt.ts"
-import { Run, RunSnapshot, StepRun } from "../domain/Run.ts"
+import { Run, RunSnapshot, StepRun, turnStopTtlMs } from "../domain/Run.ts"
 import { RunReport } from "../domain/RunReport.ts"
 import type { AbortReason, RunStatus, StepStatus, Trigger } from "../domain/Run.ts"
 import { generationColumns, generationFromRow } from "./GenerationsRepo.ts"
@@ -170,12 +170,11 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
     const sql = yield* SqlClient.SqlClient
 
     /**
-     * Extends the leases of the given live runs (one statement for all). Only live ones: a run
-     * whose finalization failed must let its lease lapse so that the sweeper closes it.
-     */
-    /**
-     * Moves the leases of `runIds` ahead; answers the abort requests stored on them (spec 50: a
-     * request whose signal was lost is found here, at the latest one renewal later).
+     * Moves the leases of `runIds` (live ones: a run whose finalization failed must let its lease
+     * lapse so that the sweeper closes it) ahead, in one statement for all; answers the abort
+     * requests stored on them (spec 50: a request whose signal was lost is found here, at the
+     * latest one renewal later), and the stops recorded for them by a client whose stop raced
+     * their start (spec 75).
      */
     const renewLeases = (runIds: ReadonlyArray<RunId>, leaseExpiresAt: Date) =>
       runIds.length === 0
@@ -183,8 +182,13 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
         : sql<AbortRequest>`WITH renewed AS (
             UPDATE pipeline_runs SET lease_expires_at = ${leaseExpiresAt}
             WHERE id IN ${sql.in(runIds)} AND status = 'running'
-            RETURNING id, abort_requested_reason)
-          SELECT id AS "runId", abort_requested_reason AS reason FROM renewed WHERE abort_requested_reason IS NOT NULL`.pipe(Effect.orDie)
+            RETURNING id, chat_id, idempotency_key, started_at, abort_requested_reason),
+          requests AS (
+            SELECT id AS "runId", COALESCE(abort_requested_reason, CASE WHEN EXISTS (
+                SELECT 1 FROM turn_stops s WHERE s.chat_id = renewed.chat_id AND s.idempotency_key = renewed.idempotency_key
+                  AND s.requested_at > renewed.started_at - ${turnStopTtlMs} * interval '1 millisecond') THEN 'user' END) AS reason
+            FROM renewed)
+          SELECT "runId", reason FROM requests WHERE reason IS NOT NULL`.pipe(Effect.orDie)
 
     /**
      * Stores an abort request on a running run and signals its owner, wherever it runs (spec 50):
@@ -264,6 +268,19 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
         Effect.orDie
       )
 
+    /**
+     * The run's last journaled event, if the run exists: a finished run's is its terminal event
+     * (read from the end of the journal's primary key, however long the run was).
+     */
+    const lastEvent = (runId: RunId) =>
+      sql<{ readonly seq: number | null; readonly type: string | null }>`
+        SELECT e.seq, e.type FROM pipeline_runs r
+        LEFT JOIN LATERAL (SELECT seq, type FROM pipeline_run_events WHERE run_id = r.id ORDER BY seq DESC LIMIT 1) e ON true
+        WHERE r.id = ${runId}`.pipe(
+        Effect.map(Arr.head),
+        Effect.orDie
+      )
+
     const runOfGeneration = (generationId: GenerationId) =>
       sql<{ readonly runId: RunId | null }>`SELECT run_id AS "runId" FROM llm_generations WHERE id = ${generationId}`.pipe(
         Effect.map((rows) => Option.flatMapNullable(Arr.head(rows), (row) => row.runId)),
@@ -277,6 +294,7 @@ export class RunsRepo extends Effect.Service<RunsRepo>()("turn-runner/RunsRepo",
       snapshot,
       report,
       listForChat,
+      lastEvent,
       runOfGeneration
     } as const
   })

@@ -23,6 +23,8 @@ export interface NewTurn {
   readonly historyLimit: number
   /** False: only read what the checks need, write nothing (a server that is draining). */
   readonly create: boolean
+  /** A stop of this turn recorded after this instant is still in force (spec 75). */
+  readonly stopsSince: Date
 }
 
 /**
@@ -40,6 +42,8 @@ const StartRow = Schema.Struct({
   /** regenerate: the target is not the chat's latest assistant message. */
   notLatest: Schema.Boolean,
   created: Schema.Boolean,
+  /** When the client stopped this turn before it arrived (spec 75): it starts already stopped. */
+  stopRequestedAt: Schema.NullOr(Schema.DateFromSelf),
   position: Schema.NullOr(Schema.Int),
   earlierMessages: Schema.Int,
   history: Schema.NullOr(Schema.Array(PromptMessage))
@@ -51,8 +55,9 @@ const decodeStart = Schema.decodeUnknown(Schema.Array(StartRow))
 /**
  * Starting a turn in one statement (spec 10, "The flow of a turn"): every check the start needs
  * (the chat, the idempotency key, a running turn, the message id or the regenerate target), and,
- * when they all pass, the turn's messages and variants, its run row, and the read of the history
- * the prompt is built from, all at once: one round trip, one transaction. A race with a twin is
+ * when they all pass, the turn's messages and variants, its run row, the read of the history the
+ * prompt is built from, and the stop its client recorded before it arrived (spec 75), used up, all
+ * at once: one round trip, one transaction. A race with a twin is
  * settled by the unique constraints (the statement fails with a unique violation).
  */
 export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRepo", {
@@ -81,6 +86,7 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
              (SELECT id FROM existing) AS "existingRunId", (SELECT request_fingerprint FROM existing) AS "existingFingerprint",
              (SELECT id FROM running) AS "runningRunId", EXISTS (SELECT 1 FROM conflict) AS conflict,
              EXISTS (SELECT 1 FROM not_latest) AS "notLatest", EXISTS (SELECT 1 FROM run) AS created,
+             (SELECT requested_at FROM stop) AS "stopRequestedAt",
              (SELECT position FROM go) AS position,
              GREATEST(COALESCE((SELECT before FROM go), 0) - (SELECT count(*) FROM history), 0)::int AS "earlierMessages",
              (SELECT json_agg(json_build_object('role', role, 'content', content) ORDER BY position) FROM history) AS history`
@@ -89,7 +95,14 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
       sql`chat AS (SELECT system_prompt FROM chats WHERE id = ${turn.chatId}),
           existing AS (SELECT id, request_fingerprint FROM pipeline_runs
                        WHERE chat_id = ${turn.chatId} AND idempotency_key = ${turn.idempotencyKey}),
-          running AS (SELECT id FROM pipeline_runs WHERE chat_id = ${turn.chatId} AND status = 'running')`
+          running AS (SELECT id FROM pipeline_runs WHERE chat_id = ${turn.chatId} AND status = 'running'),
+          stop AS (SELECT requested_at FROM turn_stops
+                   WHERE chat_id = ${turn.chatId} AND idempotency_key = ${turn.idempotencyKey} AND requested_at > ${turn.stopsSince})`
+
+    /** A started turn has used its stop (an expired one goes too). */
+    const stopUsed = (turn: NewTurn) =>
+      sql`stop_used AS (DELETE FROM turn_stops WHERE chat_id = ${turn.chatId} AND idempotency_key = ${turn.idempotencyKey}
+                        AND EXISTS (SELECT 1 FROM run))`
 
     /** A `user_message` turn: the user's message and an empty assistant answer after the chat's last message. */
     const startUserMessage = (
@@ -119,6 +132,7 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
             SELECT ${turn.assistantVariantId}::uuid, ${turn.assistantMessageId}::uuid, '', ${turn.startedAt}::timestamptz FROM go
           ),
           run AS (${runInsert(turn, user.messageId)}),
+          ${stopUsed(turn)},
           ${history(turn)}
           ${outcome}`.pipe(Effect.flatMap(decodeStart), Effect.map((rows) => rows[0]!), Effect.catchTag("ParseError", Effect.die))
 
@@ -142,6 +156,7 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
             UPDATE chat_messages SET selected_variant_id = ${turn.assistantVariantId} FROM go WHERE id = ${turn.assistantMessageId}
           ),
           run AS (${runInsert(turn, null)}),
+          ${stopUsed(turn)},
           ${history(turn)}
           ${outcome}`.pipe(Effect.flatMap(decodeStart), Effect.map((rows) => rows[0]!), Effect.catchTag("ParseError", Effect.die))
 

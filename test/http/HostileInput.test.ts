@@ -430,7 +430,7 @@ const cases: ReadonlyArray<HostileCase> = [
   // Routes and methods that do not exist: the router has no 405, so these are 404 not_found
   notFound("an unknown route is 404", () => get("/nowhere")),
   notFound("an unknown route under a known prefix is 404", (s) => get(`/chats/${s.chatId}/everything`)),
-  notFound("DELETE /chats/{chatId} (a method the route lacks) is 404", (s) => ({ method: "DELETE", path: `/chats/${s.chatId}` })),
+  notFound("DELETE /runs/{runId} (a method the route lacks) is 404", (s) => ({ method: "DELETE", path: `/runs/${s.finishedRunId}` })),
   notFound("PUT /chats/{chatId} is 404", (s) => ({ method: "PUT", path: `/chats/${s.chatId}`, body: JSON.stringify({ title: "renamed" }) })),
   notFound("PATCH /runs/{runId} is 404", (s) => ({ method: "PATCH", path: `/runs/${s.finishedRunId}`, body: "{}" })),
   notFound("GET /runs/{runId}/abort is 404", (s) => get(`/runs/${s.busyRunId}/abort`)),

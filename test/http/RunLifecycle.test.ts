@@ -530,13 +530,32 @@ for (const database of testDatabases) {
         expect(wire(resumed)).toEqual(wire(events.slice(n)))
       }))
 
-    it.effect("resuming after the terminal event's seq ends the stream at once with no event", () =>
+    it.effect("resuming a finished run at or past its terminal event's seq is 204 No Content (what stops an EventSource)", () =>
       Effect.gen(function*() {
         const { events, runId } = yield* streamTurn(fast)
         expectWellFormed(events)
         const terminalSeq = dataOf(events.at(-1)!).seq
-        expect(yield* runEvents(runId, { lastEventId: String(terminalSeq) })).toEqual([])
-        expect(yield* runEvents(runId, { after: terminalSeq })).toEqual([])
+        for (const resume of [{ lastEventId: String(terminalSeq) }, { after: terminalSeq }, { lastEventId: String(terminalSeq + 5) }, { after: terminalSeq + 5 }]) {
+          const answer = yield* send(eventsRequest(runId, resume))
+          expect(answer.status).toBe(204)
+          expect(answer.text).toBe("")
+        }
+        // One before the end is still a stream: the terminal event, then the end.
+        const last = yield* runEvents(runId, { lastEventId: String(terminalSeq - 1) })
+        expect(wire(last)).toEqual(wire(events.slice(-1)))
+      }))
+
+    it.effect("a live run resumed at its latest event waits for the next one: no 204 before the run is over", () =>
+      Effect.gen(function*() {
+        const steps = yield* TestSteps
+        const { run } = yield* startTurn(scripted({ post: block }, fast))
+        yield* steps.entered("post", run.id)
+        const sofar = yield* readUntil(eventsRequest(run.id), (seen) => seen.at(-1)?.type === "pipeline.step.started" && seen.at(-1)?.stepType === "post")
+        const resuming = yield* runEvents(run.id, { lastEventId: String(sofar.length) }).pipe(Effect.fork)
+        yield* steps.release("post", run.id)
+        const rest = yield* Fiber.join(resuming)
+        expect(rest.map((event) => dataOf(event).type)).toEqual(["pipeline.step.done", "pipeline.run.done"])
+        expect(dataOf(rest[0]!).seq).toBe(sofar.length + 1)
       }))
 
     it.effect("a live run resumed with Last-Event-ID in the middle continues without a gap or a duplicate", () =>

@@ -42,3 +42,30 @@ export const insertRun = (chat: SeededChat, options: { readonly key: string; rea
 export const count = (table: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.map(sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(table)}`, (rows) => rows[0]!.n))
+
+/** How many rows of each table belong to the chat (through its messages and runs where a table has no chat column). */
+export const chatRowCounts = (chatId: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<Record<string, number>>`SELECT
+        (SELECT count(*)::int FROM chats WHERE id = ${chatId}) AS chats,
+        (SELECT count(*)::int FROM chat_messages WHERE chat_id = ${chatId}) AS "chatMessages",
+        (SELECT count(*)::int FROM message_variants v JOIN chat_messages m ON m.id = v.message_id WHERE m.chat_id = ${chatId}) AS "messageVariants",
+        (SELECT count(*)::int FROM pipeline_runs WHERE chat_id = ${chatId}) AS "pipelineRuns",
+        (SELECT count(*)::int FROM pipeline_step_runs s JOIN pipeline_runs r ON r.id = s.run_id WHERE r.chat_id = ${chatId}) AS "stepRuns",
+        (SELECT count(*)::int FROM llm_generations WHERE chat_id = ${chatId}) AS generations,
+        (SELECT count(*)::int FROM pipeline_run_events e JOIN pipeline_runs r ON r.id = e.run_id WHERE r.chat_id = ${chatId}) AS events`,
+      (rows) => rows[0]!
+    ))
+
+/** How many rows of each table name one of these runs. */
+export const runRowCounts = (runIds: ReadonlyArray<string>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<Record<string, number>>`SELECT
+        (SELECT count(*)::int FROM pipeline_runs WHERE id IN ${sql.in(runIds)}) AS "pipelineRuns",
+        (SELECT count(*)::int FROM pipeline_step_runs WHERE run_id IN ${sql.in(runIds)}) AS "stepRuns",
+        (SELECT count(*)::int FROM llm_generations WHERE run_id IN ${sql.in(runIds)}) AS generations,
+        (SELECT count(*)::int FROM pipeline_run_events WHERE run_id IN ${sql.in(runIds)}) AS events`,
+      (rows) => rows[0]!
+    ))

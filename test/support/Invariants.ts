@@ -59,6 +59,8 @@ export const checkInvariants = Effect.gen(function*() {
         ["done", "error", "skipped", "done"]
       ],
       aborted: [
+        // stopped before it arrived (spec 75)
+        ["skipped", "skipped", "skipped", null],
         ["aborted", "skipped", "skipped", null],
         ["done", "aborted", "skipped", "aborted"],
         ["done", "aborted", "skipped", null],

@@ -51,3 +51,11 @@ export const postJson = (path: string, body: unknown) =>
 export const postRaw = (path: string, body: string, contentType = "application/json") =>
   send(HttpClientRequest.post(path).pipe(HttpClientRequest.bodyText(body, contentType)))
 
+
+export const patchJson = (path: string, body: unknown) =>
+  send(HttpClientRequest.patch(path).pipe(HttpClientRequest.bodyUnsafeJson(body)))
+
+export const putJson = (path: string, body: unknown) =>
+  send(HttpClientRequest.put(path).pipe(HttpClientRequest.bodyUnsafeJson(body)))
+
+export const del = (path: string) => send(HttpClientRequest.del(path))

@@ -5,6 +5,7 @@ import compactJournal from "./migrations/0002_compact_journal.ts"
 import generationAttempts from "./migrations/0003_generation_attempts.ts"
 import abortRequests from "./migrations/0004_abort_requests.ts"
 import runReport from "./migrations/0005_run_report.ts"
+import turnStops from "./migrations/0006_turn_stops.ts"
 
 /** Versioned migrations, applied in order at start-up; a new one is a new entry here. */
 const loader = Migrator.fromRecord({
@@ -12,7 +13,8 @@ const loader = Migrator.fromRecord({
   "0002_compact_journal": compactJournal,
   "0003_generation_attempts": generationAttempts,
   "0004_abort_requests": abortRequests,
-  "0005_run_report": runReport
+  "0005_run_report": runReport,
+  "0006_turn_stops": turnStops
 })
 
 /**

@@ -221,6 +221,8 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
     yield* deps.writeBehind.add(rows)
     yield* deps.writeBehind.add(log)
+    // Asked to stop before it started (spec 75): no step runs, the model is never called.
+    if (run.abortRequestedAt !== undefined) return yield* Effect.interrupt
     yield* steps
   }).pipe(
     Effect.scoped,

@@ -114,8 +114,15 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     })
     notifications.onListening(() => void runInScope(Effect.forkIn(renew, scope)))
 
-    /** Emits `pipeline.run.started` and forks the run; call right after its row commits. */
-    const launch = Effect.fn("Runner.launch")(function*(context: RunContext): Effect.fn.Return<RunHandle> {
+    /**
+     * Emits `pipeline.run.started` and forks the run; call right after its row commits. A run
+     * `stoppedAt` an instant (its client stopped it before it arrived, spec 75) ends aborted
+     * (`user`) before its first step.
+     */
+    const launch = Effect.fn("Runner.launch")(function*(
+      context: RunContext,
+      options: { readonly stoppedAt?: Date | undefined } = {}
+    ): Effect.fn.Return<RunHandle> {
       const log = new EventLog({
         chatId: context.chatId,
         runId: context.runId,
@@ -127,7 +134,11 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         assistantVariantId: context.assistantVariantId,
         generationId: null
       }, yield* Effect.clock)
-      const run: LiveRun = { log, abortReason: undefined, abortRequestedAt: undefined }
+      const run: LiveRun = {
+        log,
+        abortReason: options.stoppedAt === undefined ? undefined : "user",
+        abortRequestedAt: options.stoppedAt
+      }
       live.add(run)
       Metrics.count(Metrics.runsStarted, 1, { trigger: context.trigger })
       Metrics.set(Metrics.runsLive, live.size)

@@ -2,6 +2,7 @@ import { Effect, Option } from "effect"
 import { NotFound } from "../../domain/ApiErrors.ts"
 import type { ChatId, GenerationId, RunId } from "../../domain/Ids.ts"
 import type { AbortReason, RunStatus } from "../../domain/Run.ts"
+import { isTerminal } from "../../domain/RunEvent.ts"
 import type { RunEvent } from "../../domain/RunEvent.ts"
 import { ChatsRepo } from "../ChatsRepo.ts"
 import { RunsRepo } from "../RunsRepo.ts"
@@ -39,6 +40,15 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       if (Option.isNone(yield* repo.find(runId))) return yield* new NotFound({ message: `run ${runId} does not exist` })
     })
 
+    /**
+     * Whether the run has events after `after` to send: false once its terminal event is at or
+     * before `after` (spec 60: a finished stream is not followed again).
+     */
+    const hasEventsAfter = Effect.fn("Runs.hasEventsAfter")(function*(runId: RunId, after: number) {
+      const last = yield* ofRun(runId, repo.lastEvent(runId))
+      return !(last.seq !== null && last.seq <= after && last.type !== null && isTerminal(last.type))
+    })
+
     /** The run's events after `after`, as `options` encodes them; fails before streaming anything if the run does not exist. */
     const follow = <A>(runId: RunId, after: number, options: FollowOptions<A>) =>
       Effect.as(exists(runId), events.follow(runId, after, options))
@@ -67,6 +77,6 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       return yield* ofRun(runId, repo.report(runId))
     })
 
-    return { snapshot, report, exists, list, events: eventsOf, follow, abort, abortGeneration } as const
+    return { snapshot, report, exists, hasEventsAfter, list, events: eventsOf, follow, abort, abortGeneration } as const
   })
 }) {}

@@ -1,8 +1,10 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Stream } from "effect"
+import { constVoid } from "effect/Function"
 import { ChatBusy, IdempotencyKeyReused, NotFound, NotLatestAssistantMessage, ShuttingDown } from "../../domain/ApiErrors.ts"
 import type { ChatId, MessageId, RunId, VariantId } from "../../domain/Ids.ts"
 import type { PromptMessage } from "../../domain/Prompt.ts"
+import { idempotencyKey, turnStopTtlMs } from "../../domain/Run.ts"
 import type { OnBusy, Regenerate, SendMessage, Trigger } from "../../domain/Run.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { sha256Of } from "../Hashing.ts"
@@ -55,14 +57,21 @@ const counted = (trigger: Trigger, turn: Effect.Effect<TurnStarted, TurnError>) 
     onFailure: (error) => Effect.sync(() => Metrics.count(Metrics.turnRequests, 1, { trigger, outcome: outcomeOf[error._tag] }))
   })
 
-const isUniqueViolation = (error: SqlError) => (error.cause as { readonly code?: unknown } | undefined)?.code === "23505"
+const sqlState = (error: SqlError) => (error.cause as { readonly code?: unknown } | undefined)?.code
+
+/**
+ * The start statement lost a race: a twin (or another turn of the chat) committed first (a unique
+ * violation), or the chat, or the message to regenerate, was deleted meanwhile (a foreign key).
+ */
+const lostARace = (error: SqlError) => sqlState(error) === "23505" || sqlState(error) === "23503"
 
 /**
  * Starting a turn (spec 10, "Idempotency" and "The flow of a turn"): validation is the API's; then
  * one statement checks the chat and the target, the idempotency key (an existing key wins), a
  * running turn, and when all pass writes the messages and the run and reads the prompt's history
- * (`TurnsRepo`). A busy chat is refused or interrupted. Races are settled by the database's unique
- * constraints, never by in-memory checks.
+ * (`TurnsRepo`). A busy chat is refused or interrupted. A turn its client stopped before it arrived
+ * starts already stopped, and is answered once aborted (spec 75). Races are settled by the
+ * database's constraints, never by in-memory checks.
  */
 export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
   effect: Effect.gen(function*() {
@@ -89,11 +98,12 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           leaseExpiresAt: new Date(startedAt.getTime() + config.leaseTtlMs),
           startedAt,
           historyLimit: config.maxPromptMessages,
-          create: !runner.isDraining()
+          create: !runner.isDraining(),
+          stopsSince: new Date(startedAt.getTime() - turnStopTtlMs)
         }
         const row = yield* plan.start(turn).pipe(
-          // A racing twin (or another turn of the chat) committed first: read what it left.
-          Effect.catchAll((error) => isUniqueViolation(error) ? plan.start({ ...turn, create: false }) : Effect.fail(error)),
+          // Read what the winner left: its run, a running turn, or no chat (404).
+          Effect.catchAll((error) => lostARace(error) ? plan.start({ ...turn, create: false }) : Effect.fail(error)),
           Effect.orDie
         )
         if (!row.chatFound) return yield* new NotFound({ message: `chat ${plan.chatId} does not exist` })
@@ -135,7 +145,11 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           history,
           earlierMessages: row.earlierMessages
         }
-        return { run: yield* runner.launch(context), deduplicated: false }
+        const stoppedAt = row.stopRequestedAt ?? undefined
+        const run = yield* runner.launch(context, { stoppedAt })
+        // Stopped before it arrived (spec 75): the run ends at once, and is answered once it has.
+        if (stoppedAt !== undefined) yield* Stream.runDrain(run.follow(0, { encode: constVoid }))
+        return { run, deduplicated: false }
       })
 
     const sendMessage = Effect.fn("Turns.sendMessage")(function*(chatId: ChatId, request: SendMessage) {
@@ -143,7 +157,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
       return yield* counted("user_message", start({
         chatId,
         trigger: "user_message",
-        idempotencyKey: `user_message:${request.userMessageId}`,
+        idempotencyKey: idempotencyKey.userMessage(request.userMessageId),
         fingerprint: sha256Of({ trigger: "user_message", content: request.content, settings: request.settings }),
         onBusy: request.onBusy,
         settings: request.settings,
@@ -160,7 +174,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
         return yield* counted("regenerate", start({
           chatId,
           trigger: "regenerate",
-          idempotencyKey: `regenerate:${assistantMessageId}:${request.requestId}`,
+          idempotencyKey: idempotencyKey.regenerate(assistantMessageId, request.requestId),
           fingerprint: sha256Of({ trigger: "regenerate", assistantMessageId, settings: request.settings }),
           onBusy: request.onBusy,
           settings: request.settings,
