@@ -279,9 +279,7 @@ export async function chatPage(main, chatId) {
 
   const chat = await refresh()
   toBottom()
-  // TEMPORARY until activeRunId lands (branch front-end-api)
-  const active = chat.activeRunId !== undefined ? chat.activeRunId : (await api("GET", `${base}/runs?status=running&limit=1`)).runs[0]?.id
-  if (active) attach(active)
+  if (chat.activeRunId) attach(chat.activeRunId)
 }
 
 function outcome(turn, terminal) {

@@ -54,7 +54,7 @@ function chatItem(chat, error) {
     const renameButton = h("button", { type: "button", onclick: rename, "aria-label": `Rename ${nameOf(chat)}` }, "Rename")
     item.replaceChildren(
       h("a", { class: "title", href: `/ui/chats/${chat.id}` }, nameOf(chat)),
-      h("span", { class: "muted" }, chat.activeRunId ? "answering now" : formatWhen(chat.lastMessageAt ?? chat.createdAt)),
+      h("span", { class: "muted" }, chat.activeRunId ? "answering now" : formatWhen(chat.lastActivityAt)),
       renameButton,
       h("button", { type: "button", class: "danger", onclick: remove, "aria-label": `Delete ${nameOf(chat)}` }, "Delete")
     )
