@@ -1,6 +1,8 @@
-import { FileSystem, HttpApiBuilder, HttpServerRequest, HttpServerResponse, Path } from "@effect/platform"
+import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
+import { readdirSync, readFileSync } from "node:fs"
+import { extname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { NotFound } from "../domain/ApiErrors.ts"
 
@@ -33,14 +35,16 @@ interface Asset {
   readonly headers: Record<string, string>
 }
 
-const readAssets = Effect.gen(function*() {
-  const fs = yield* FileSystem.FileSystem
-  const path = yield* Path.Path
+/**
+ * Read synchronously, on purpose: this runs after the socket opened and before the app is served,
+ * and a request arriving in between would go unanswered, so nothing here may wait on I/O.
+ */
+const readAssets = Effect.try(() => {
   const assets = new Map<string, Asset>()
-  for (const name of yield* fs.readDirectory(webDirectory)) {
-    const contentType = contentTypes[path.extname(name)]
+  for (const name of readdirSync(webDirectory)) {
+    const contentType = contentTypes[extname(name)]
     if (contentType === undefined) continue
-    const body = yield* fs.readFile(path.join(webDirectory, name))
+    const body = readFileSync(join(webDirectory, name))
     assets.set(name, {
       body,
       headers: {
