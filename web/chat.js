@@ -4,17 +4,21 @@ import { followRun, isTerminal, parseSse } from "./sse.js"
 
 const stepTypes = ["pre", "llm", "post"]
 const settingsKey = "turn-runner.settings"
+/** What a page leaving mid-answer keeps of its turn (this tab only), to resume after its last seq. */
+const kept = ["runId", "lastSeq", "text", "assistantMessageId", "variantId", "steps", "startedAt"]
 const nearBottom = () => innerHeight + scrollY >= document.documentElement.scrollHeight - 120
 const toBottom = () => scrollTo(0, document.documentElement.scrollHeight)
 
 /**
  * One chat: its history with every answer's variants, the message box, and the turn in progress,
  * streamed as it is written. A turn is followed from its own POST's event stream, or, after a
- * reload or a broken connection, from `GET /runs/{id}/events` after the last `seq` it has seen:
- * every event is applied once, in `seq` order, so no text is lost or repeated.
+ * reload or a broken connection, from `GET /runs/{id}/events` after the last `seq` it has seen
+ * (from the start in a tab that never saw it): every event is applied once, in `seq` order, onto
+ * the text of the events before it, so no text is lost or repeated.
  */
 export async function chatPage(main, chatId) {
   const base = `/chats/${encodeURIComponent(chatId)}`
+  const resumeKey = `turn-runner.turn.${chatId}`
   const state = { messages: [], runOfVariant: new Map(), turn: null, shown: null }
   let loads = 0
 
@@ -186,9 +190,16 @@ export async function chatPage(main, chatId) {
       () => end(turn, new Error("The run's events are no longer available.")))
   }
 
+  /** Follows a running turn: after what this tab kept of it before a reload, or from its start. */
   function attach(runId) {
-    follow(startTurn({ kind: "attach", runId }))
+    const saved = JSON.parse(sessionStorage.getItem(resumeKey) ?? "null")
+    sessionStorage.removeItem(resumeKey)
+    follow(startTurn({ kind: "attach", ...(saved?.runId === runId ? saved : {}), runId }))
   }
+  addEventListener("pagehide", () => {
+    const turn = state.turn
+    if (turn?.runId && !turn.finished) sessionStorage.setItem(resumeKey, JSON.stringify(Object.fromEntries(kept.map((key) => [key, turn[key]]))))
+  })
 
   function apply(turn, event) {
     if (turn !== state.turn || event.seq <= turn.lastSeq) return

@@ -14,8 +14,15 @@ describeInBrowser("the chat page", () => {
 
   const openChat = async (settings: Record<string, unknown>) => {
     const chat = await session.api<{ id: string }>("POST", "/chats", { title: "Otters" })
+    const page = await watchedPage()
+    await page.goto(`/ui/chats/${chat.id}`)
+    await setSettings(page, settings)
+    return { chatId: chat.id, page }
+  }
+
+  /** A page recording every text its latest answer shows, in order, across the page's whole life. */
+  const watchedPage = async () => {
     const page = await session.newPage()
-    // Every text the latest answer shows, in order, across the whole page's life.
     await page.addInitScript(() => {
       const seen: Array<string> = []
       Object.assign(window, { answerTexts: seen })
@@ -24,9 +31,7 @@ describeInBrowser("the chat page", () => {
         if (text !== undefined && text !== seen.at(-1)) seen.push(text)
       }).observe(document, { subtree: true, childList: true, characterData: true })
     })
-    await page.goto(`/ui/chats/${chat.id}`)
-    await setSettings(page, settings)
-    return { chatId: chat.id, page }
+    return page
   }
 
   const setSettings = async (page: Page, settings: Record<string, unknown>) => {
@@ -69,20 +74,29 @@ describeInBrowser("the chat page", () => {
     for (const text of texts) expect(raw.startsWith(text), JSON.stringify({ text, raw })).toBe(true)
   })
 
-  it("a reload in the middle of an answer re-attaches to the run and continues it exactly", async () => {
-    const { page } = await openChat({ max_tokens: 60, local: { tokenDelayMs: 50 } })
+  it("a reload in the middle of an answer re-attaches to the run and continues it exactly; so does another tab", async () => {
+    const { chatId, page } = await openChat({ max_tokens: 60, local: { tokenDelayMs: 50 } })
     await send(page, "Tell me about otters")
     await textLongerThan(page, 60)
     const before = (await answer(page).textContent())!
+    // The reloaded page resumes after the last event it had; a new tab follows the run from its start.
+    const resumed = page.waitForRequest((request) => /\/events\?after=[1-9]\d*$/.test(request.url()))
     await page.reload()
+    await resumed
     await page.getByRole("button", { name: "Stop" }).waitFor()
-    await status(page).filter({ hasText: "Answered" }).waitFor()
+    const other = await watchedPage()
+    const fromStart = other.waitForRequest((request) => request.url().endsWith("/events?after=0"))
+    await other.goto(`/ui/chats/${chatId}`)
+    await fromStart
+    for (const each of [page, other]) await status(each).filter({ hasText: "Answered" }).waitFor()
     const raw = generationText(await session.events(await runIdOf(page)))
     expect(raw.startsWith(before) && raw.length > before.length).toBe(true)
-    expect(await answer(page).textContent()).toBe(raw.trimEnd())
-    const texts = await answerTexts(page)
-    for (const text of texts) expect(raw.startsWith(text), JSON.stringify({ text, raw })).toBe(true)
-    expect(texts).toContain(raw)
+    for (const each of [page, other]) {
+      expect(await answer(each).textContent()).toBe(raw.trimEnd())
+      const texts = await answerTexts(each)
+      for (const text of texts) expect(raw.startsWith(text), JSON.stringify({ text, raw })).toBe(true)
+      expect(texts).toContain(raw)
+    }
   })
 
   it("Stop ends the answer where it is: the run is aborted by the user and the partial text stays", async () => {
