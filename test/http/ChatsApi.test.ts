@@ -395,6 +395,7 @@ for (const database of testDatabases) {
             "/chats/{chatId}/messages",
             "/chats/{chatId}/messages/{messageId}",
             "/chats/{chatId}/messages/{messageId}/selected-variant",
+            "/chats/{chatId}/turns/abort",
             "/runs/{runId}/report"
           ])
         )

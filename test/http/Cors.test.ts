@@ -77,7 +77,7 @@ for (const database of testDatabases) {
           for (const answer of answers) expect(answer.headers["access-control-allow-origin"]).toBe(app)
         }))
 
-      it.effect("a streamed turn and GET /runs/{runId}/events carry the headers", () =>
+      it.effect("a streamed turn and GET /runs/{runId}/events carry the headers, its 204 too", () =>
         Effect.gen(function*() {
           const chatId = yield* newChat
           // Read to the end: the turn is over before the next request.
@@ -91,6 +91,12 @@ for (const database of testDatabases) {
           expect(replay.status).toBe(200)
           expect(replay.headers["access-control-allow-origin"]).toBe(app)
           expect(replay.events).toHaveLength(streamed.events.length)
+          // The reconnection after the end: 204, readable cross-origin, so a browser's EventSource stops.
+          const over = yield* send(withOrigin(HttpClientRequest.get(`/runs/${runId}/events`).pipe(
+            HttpClientRequest.setHeader("last-event-id", String(streamed.events.length))
+          )))
+          expect(over.status).toBe(204)
+          expect(over.headers["access-control-allow-origin"]).toBe(app)
         }))
     }
   )

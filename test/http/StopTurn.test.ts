@@ -1,7 +1,9 @@
-import { HttpClientRequest } from "@effect/platform"
+import { HttpApiClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
+import type { MessageId } from "../../src/domain/Ids.ts"
+import { Api } from "../../src/http/Api.ts"
 import { uuidv7At } from "../../src/services/Uuid.ts"
 import * as Fake from "../support/FakeChatCompletions.ts"
 import { count } from "../support/Fixtures.ts"
@@ -266,6 +268,23 @@ for (const database of testDatabases) {
           expect(ended.steps.map((step) => step.status)).toEqual(["done", "aborted", "skipped"])
         }))
     })
+
+    it.effect("the typed client stops a turn by either pair of ids", () =>
+      Effect.gen(function*() {
+        yield* upstreamAnswers(short)
+        const client = yield* HttpApiClient.make(Api)
+        const chat = yield* client.chats.createChat({ payload: {} })
+        const userMessageId = crypto.randomUUID() as MessageId
+        expect(yield* client.turns.abortTurn({ path: { chatId: chat.id }, payload: { userMessageId } })).toEqual({ run: null })
+        const stopped = yield* client.turns.sendMessage({ path: { chatId: chat.id }, payload: { userMessageId, content: "Hi", settings: {}, onBusy: "reject", abortOnDisconnect: false } })
+        const again = yield* client.turns.abortTurn({ path: { chatId: chat.id }, payload: { userMessageId } })
+        expect(again.run?.run).toMatchObject({ id: (stopped as { readonly run: { readonly id: string } }).run.id, status: "aborted" })
+        const regenerateStop = yield* client.turns.abortTurn({
+          path: { chatId: chat.id },
+          payload: { assistantMessageId: again.run!.run.assistantMessageId, requestId: crypto.randomUUID() }
+        })
+        expect(regenerateStop).toEqual({ run: null })
+      }))
 
     describe("refused stops", () => {
       it.effect("an unknown chat is 404 not_found and records nothing", () =>

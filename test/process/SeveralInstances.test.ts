@@ -109,6 +109,33 @@ describe.runIf(adminUrl !== undefined)("several instances on one Postgres (spec 
         expectAborted(answer.body, "user")
       }))
 
+    it.scoped("a stop by the client's own id on the other instance aborts the run on its owner and answers its final snapshot (spec 75)", () =>
+      Effect.gen(function*() {
+        const { a, b } = yield* Cluster
+        const chatId = yield* newChat(a.baseUrl)
+        const request = turn()
+        const started = yield* post(a.baseUrl, `/chats/${chatId}/messages`, request)
+        const events = yield* follow(a.baseUrl, `/runs/${started.body.run.id}/events`)
+        yield* events.first("llm.stream.delta")
+        const answer = yield* post(b.baseUrl, `/chats/${chatId}/turns/abort`, { userMessageId: request.userMessageId })
+        expect(answer.status).toBe(200)
+        expect(answer.body.run.run.id).toBe(started.body.run.id)
+        expectAborted(answer.body.run, "user")
+        expect(answer.body.run.run.finishedAt).not.toBeNull()
+      }))
+
+    it.scoped("a stop recorded on one instance stops the turn that arrives on the other (spec 75)", () =>
+      Effect.gen(function*() {
+        const { a, b } = yield* Cluster
+        const chatId = yield* newChat(a.baseUrl)
+        const request = turn()
+        expect(yield* post(a.baseUrl, `/chats/${chatId}/turns/abort`, { userMessageId: request.userMessageId })).toEqual({ status: 200, body: { run: null } })
+        const started = yield* post(b.baseUrl, `/chats/${chatId}/messages`, request)
+        expect(started.status).toBe(202)
+        expect(started.body.run).toMatchObject({ status: "aborted", abortReason: "user", generationId: null })
+        expect(started.body.steps.map((step: { readonly status: string }) => step.status)).toEqual(["skipped", "skipped", "skipped"])
+      }))
+
     it.scoped("an abort on the owner records the request on the row too", () =>
       Effect.gen(function*() {
         const { a } = yield* Cluster
