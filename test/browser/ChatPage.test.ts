@@ -20,16 +20,26 @@ describeInBrowser("the chat page", () => {
     return { chatId: chat.id, page }
   }
 
-  /** A page recording every text its latest answer shows, in order, across the page's whole life. */
+  /**
+   * A page recording, across its whole life, every text its latest answer shows (in order), every
+   * step state its progress shows (in order of first appearance), and whether part of an answer
+   * was shown while the status said "Answering…". Checked after the fact, so a test never depends
+   * on catching a passing state in time.
+   */
   const watchedPage = async () => {
     const page = await session.newPage()
     await page.addInitScript(() => {
-      const seen: Array<string> = []
-      Object.assign(window, { answerTexts: seen })
+      const seen = { texts: [] as Array<string>, steps: [] as Array<string>, partWhileAnswering: false }
+      Object.assign(window, { seen })
       new MutationObserver(() => {
         const text: string | undefined = [...document.querySelectorAll(".message.assistant .content")].at(-1)?.textContent
-        if (text !== undefined && text !== seen.at(-1)) seen.push(text)
-      }).observe(document, { subtree: true, childList: true, characterData: true })
+        if (text !== undefined && text !== seen.texts.at(-1)) seen.texts.push(text)
+        for (const step of document.querySelectorAll(".progress [data-step]")) {
+          const state = `${step.dataset.step}:${step.dataset.status}`
+          if (!seen.steps.includes(state)) seen.steps.push(state)
+        }
+        if (text && document.querySelector('[role="status"]')?.textContent === "Answering…") seen.partWhileAnswering = true
+      }).observe(document, { subtree: true, childList: true, characterData: true, attributes: true })
     })
     return page
   }
@@ -49,7 +59,8 @@ describeInBrowser("the chat page", () => {
   const answer = (page: Page) => page.locator(".message.assistant .content").last()
   const status = (page: Page) => page.getByRole("status")
   const runIdOf = async (page: Page) => (await page.getByRole("link", { name: "Run details" }).last().getAttribute("href"))!.split("/").at(-1)!
-  const answerTexts = (page: Page) => page.evaluate(() => window.answerTexts as Array<string>)
+  const seen = (page: Page) => page.evaluate(() => window.seen as { texts: Array<string>; steps: Array<string>; partWhileAnswering: boolean })
+  const answerTexts = async (page: Page) => (await seen(page)).texts
   const textLongerThan = (page: Page, length: number) =>
     page.waitForFunction((length) => ([...document.querySelectorAll(".message.assistant .content")].at(-1)?.textContent?.length ?? 0) > length, length)
   const answerIs = (page: Page, text: string) =>
@@ -60,14 +71,16 @@ describeInBrowser("the chat page", () => {
     const { page } = await openChat({ max_tokens: 30, local: { tokenDelayMs: 40 } })
     await send(page, "Tell me about otters")
     await page.locator(".message.user .content", { hasText: "Tell me about otters" }).waitFor()
-    await step(page, "llm", "running")
-    await step(page, "pre", "done")
-    await textLongerThan(page, 40)
-    expect(await status(page).textContent()).toBe("Answering…")
     await status(page).filter({ hasText: "Answered" }).waitFor()
     for (const type of ["pre", "llm", "post"]) await step(page, type, "done")
+    const { partWhileAnswering, steps } = await seen(page)
+    expect(partWhileAnswering).toBe(true)
+    expect(steps.indexOf("llm:running")).toBeGreaterThan(steps.indexOf("pre:done"))
+    expect(steps.indexOf("llm:done")).toBeGreaterThan(steps.indexOf("llm:running"))
+    expect(steps.indexOf("post:waiting")).toBeLessThan(steps.indexOf("llm:done"))
     const raw = generationText(await session.events(await runIdOf(page)))
-    expect(await answer(page).textContent()).toBe(raw.trimEnd())
+    // Once the history is read again, the answer is the variant's final text (post trims the end).
+    await answerIs(page, raw.trimEnd())
     // It grew in many steps, each a prefix of the whole: streamed, nothing repeated or skipped.
     const texts = await answerTexts(page)
     expect(texts.length).toBeGreaterThan(10)
@@ -75,7 +88,7 @@ describeInBrowser("the chat page", () => {
   })
 
   it("a reload in the middle of an answer re-attaches to the run and continues it exactly; so does another tab", async () => {
-    const { chatId, page } = await openChat({ max_tokens: 60, local: { tokenDelayMs: 50 } })
+    const { chatId, page } = await openChat({ max_tokens: 80, local: { tokenDelayMs: 50 } })
     await send(page, "Tell me about otters")
     await textLongerThan(page, 60)
     const before = (await answer(page).textContent())!
@@ -92,7 +105,7 @@ describeInBrowser("the chat page", () => {
     const raw = generationText(await session.events(await runIdOf(page)))
     expect(raw.startsWith(before) && raw.length > before.length).toBe(true)
     for (const each of [page, other]) {
-      expect(await answer(each).textContent()).toBe(raw.trimEnd())
+      await answerIs(each, raw.trimEnd())
       const texts = await answerTexts(each)
       for (const text of texts) expect(raw.startsWith(text), JSON.stringify({ text, raw })).toBe(true)
       expect(texts).toContain(raw)
@@ -110,9 +123,8 @@ describeInBrowser("the chat page", () => {
     const snapshot = await session.api("GET", `/runs/${await runIdOf(page)}`)
     expect(snapshot.run).toMatchObject({ status: "aborted", abortReason: "user" })
     const { messages } = await session.api("GET", `/chats/${chatId}/messages`)
-    const shown = (await answer(page).textContent())!
-    expect(shown).toBe(messages.at(-1).content)
-    expect(shown.split(" ").length).toBeLessThan(400)
+    await answerIs(page, messages.at(-1).content)
+    expect(messages.at(-1).content.split(" ").length).toBeLessThan(400)
     await page.getByRole("button", { name: "Send", disabled: false }).waitFor()
   })
 
@@ -158,15 +170,20 @@ describeInBrowser("the chat page", () => {
 
   it("Regenerate adds a variant, and ‹ › swipe between the answers, choosing the one in the history", async () => {
     const { chatId, page } = await openChat({ max_tokens: 8 })
+    const finalText = async () => {
+      const { messages } = await session.api("GET", `/chats/${chatId}/messages`)
+      await answerIs(page, messages.at(-1).content)
+      return messages.at(-1).content as string
+    }
     await send(page, "Hello there")
     await status(page).filter({ hasText: "Answered" }).waitFor()
-    const first = (await answer(page).textContent())!
+    const first = await finalText()
     await setSettings(page, { max_tokens: 8, temperature: 0.5 })
     await page.getByRole("button", { name: "Regenerate" }).click()
     await status(page).filter({ hasText: "Answered" }).waitFor()
     const swipe = page.locator(".message.assistant .swipe").last()
     await swipe.locator(".count", { hasText: "2/2" }).waitFor()
-    const second = (await answer(page).textContent())!
+    const second = await finalText()
     expect(second).not.toBe(first)
 
     const selected = async () => {
