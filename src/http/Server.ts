@@ -10,6 +10,7 @@ import { ErrorBodies } from "./ErrorBodies.ts"
 import { RunsHttp } from "./RunsHttp.ts"
 import { SystemHttp } from "./SystemHttp.ts"
 import { TurnsHttp } from "./TurnsHttp.ts"
+import { WebApp } from "./WebApp.ts"
 
 /**
  * Browser access from other origins (spec 75), around the whole app: preflights are answered
@@ -43,12 +44,13 @@ const logger = (app: HttpApp.Default): HttpApp.Default =>
       )
       : HttpMiddleware.logger(app))
 
-/** The API's handlers, the OpenAPI document and its docs page, served on whatever `HttpServer` is given. */
+/** The API's handlers, the OpenAPI document and its docs page, and the web app (`/`, `/ui/…`), served on whatever `HttpServer` is given. */
 export const HttpLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) => {
   const withCors = cors(config.corsOrigins)
   return HttpApiBuilder.serve((app) => logger(withCors(app)))
 })).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  Layer.provide(WebApp),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ErrorBodies),
   Layer.provide(HttpApiBuilder.api(Api).pipe(

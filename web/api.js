@@ -1,0 +1,39 @@
+/** The service's JSON API, same origin. A refusal throws an `ApiError` with the answer's code. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.message ?? `the server answered ${status}`)
+    this.status = status
+    this.code = body?.code ?? "http_error"
+    this.details = body?.details
+  }
+}
+
+export async function api(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  })
+  return readJson(response)
+}
+
+export async function readJson(response) {
+  const text = await response.text()
+  let body = null
+  try {
+    body = text === "" ? null : JSON.parse(text)
+  } catch {
+    body = { message: text.slice(0, 200) }
+  }
+  if (!response.ok) throw new ApiError(response.status, body)
+  return body
+}
+
+/** A v4 UUID; `crypto.randomUUID` needs a secure context, `getRandomValues` does not. */
+export function uuid() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16))
+  bytes[6] = (bytes[6] & 0x0f) | 0x40
+  bytes[8] = (bytes[8] & 0x3f) | 0x80
+  const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("")
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}
