@@ -26,6 +26,8 @@ export interface ArmSpec {
   readonly name: string
   readonly kind: "direct" | "service"
   readonly url: string
+  /** `Authorization` sent with every request (a service with `AUTH=api_key`). */
+  readonly authorization?: string | undefined
 }
 
 export interface Arm extends ArmSpec {
@@ -49,6 +51,7 @@ export interface StreamRequest {
   readonly url: URL
   readonly body: unknown
   readonly dialect: Dialect
+  readonly headers: Readonly<Record<string, string>>
 }
 
 /** A turn on slot `slot` (arm C: on the slot's chat) that the upstream answers as `plan` says. */
@@ -57,13 +60,18 @@ export const requestOf = (arm: ArmSpec, chats: ReadonlyArray<string>, slot: numb
     ? {
       url: new URL("/v1/chat/completions", arm.url),
       body: { model: "bench", messages: [{ role: "user", content: "Say something." }], stream: true, ...settingsOf(plan) },
-      dialect: chatCompletions
+      dialect: chatCompletions,
+      headers: {}
     }
     : {
       url: new URL(`/chats/${chats[slot % chats.length]}/messages`, arm.url),
       body: turnBody(plan),
-      dialect: runEvents
+      dialect: runEvents,
+      headers: headersOf(arm)
     }
+
+/** The headers every request of the arm carries. */
+export const headersOf = (arm: ArmSpec): Record<string, string> => arm.authorization === undefined ? {} : { authorization: arm.authorization }
 
 /** The body of a turn request (arm C), `abortOnDisconnect` on. */
 export const turnBody = (plan: Plan) => ({
@@ -85,16 +93,16 @@ export const direct = (name: string, base: URL, process: Child | undefined, clie
 }
 
 /** Creates a chat (arm C); resolves with its id. */
-export const createChat = async (agent: Http.Agent, base: URL | string, title: string): Promise<string> => {
-  const answer = await json(agent, new URL("/chats", base), "POST", { title })
+export const createChat = async (agent: Http.Agent, base: URL | string, title: string, headers: Record<string, string> = {}): Promise<string> => {
+  const answer = await json(agent, new URL("/chats", base), "POST", { title }, headers)
   if (answer.status !== 201 && answer.status !== 200) throw new Error(`POST /chats answered ${answer.status}`)
   return answer.body.id
 }
 
 /** Arm C: the service. Each slot is a chat of its own; a turn streams its run's events. */
-export const service = (name: string, child: Child, clients: Clients): Arm => {
+export const service = (name: string, child: Child, clients: Clients, authorization?: string): Arm => {
   const agent = agentOf()
-  const spec: ArmSpec = { name, kind: "service", url: child.url.href }
+  const spec: ArmSpec = { name, kind: "service", url: child.url.href, authorization }
   return {
     ...spec,
     process: child,
@@ -104,12 +112,12 @@ export const service = (name: string, child: Child, clients: Clients): Arm => {
       const worker = async () => {
         while (next < count) {
           const i = next++
-          chats[i] = await createChat(agent, child.url, `bench ${i}`)
+          chats[i] = await createChat(agent, child.url, `bench ${i}`, headersOf(spec))
         }
       }
       await Promise.all(Array.from({ length: 16 }, worker))
       await clients.register(spec, chats)
     },
-    abort: (runId) => json(agent, new URL(`/runs/${runId}/abort`, child.url), "POST")
+    abort: (runId) => json(agent, new URL(`/runs/${runId}/abort`, child.url), "POST", undefined, headersOf(spec))
   }
 }

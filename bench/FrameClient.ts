@@ -79,7 +79,14 @@ export const frameReader = (onFrame: (event: string, data: string) => void) => {
  * Opens one stream. With `timeoutMs`, a stream that has not ended by then is closed and fails
  * (a service that never sends its last frame must not hang the benchmark).
  */
-export const open = (agent: Http.Agent, url: URL, body: unknown, dialect: Dialect, timeoutMs?: number): OpenStream => {
+export const open = (
+  agent: Http.Agent,
+  url: URL,
+  body: unknown,
+  dialect: Dialect,
+  timeoutMs?: number,
+  headers: Readonly<Record<string, string>> = {}
+): OpenStream => {
   const tokens: Array<number> = []
   let first: string | undefined
   let last: string | undefined
@@ -108,8 +115,8 @@ export const open = (agent: Http.Agent, url: URL, body: unknown, dialect: Dialec
       agent,
       method: payload === undefined ? "GET" : "POST",
       headers: payload === undefined
-        ? { accept: "text/event-stream" }
-        : { "content-type": "application/json", "content-length": Buffer.byteLength(payload), accept: "text/event-stream" }
+        ? { ...headers, accept: "text/event-stream" }
+        : { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(payload), accept: "text/event-stream" }
     }, (response) => {
       response.setEncoding("utf8")
       if (response.statusCode !== 200) {
@@ -219,13 +226,16 @@ export const wire = (url: URL, body: unknown, dialect: Dialect, gzip: boolean, t
   })
 
 /** A JSON request (setting up chats, aborting runs); resolves with the status and the parsed body. */
-export const json = (agent: Http.Agent, url: URL, method: "GET" | "POST", body?: unknown) =>
+export const json = (agent: Http.Agent, url: URL, method: "GET" | "POST", body?: unknown, headers: Record<string, string> = {}) =>
   new Promise<{ readonly status: number; readonly body: any }>((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body)
     const request = Http.request(url, {
       agent,
       method,
-      headers: payload === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) }
+      headers: {
+        ...headers,
+        ...(payload === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) })
+      }
     }, (response) => {
       let text = ""
       response.setEncoding("utf8")

@@ -19,7 +19,7 @@ const mark = (met: boolean | null) => (met === null ? "–" : met ? "✅ met" : 
 const isPostgres = (arm: string) => arm === "C: Postgres"
 
 export const table = (results: Results): string => {
-  const { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, tracing, memory, writes, wire, journal, idle, soak } = results.figures
+  const { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, tracing, authentication, memory, writes, wire, journal, idle, soak } = results.figures
   const s = results.settings
   const a: Scenarios.SingleStreamFigures = single.A ?? {
     ttft: { p50: null, p99: null, max: null, n: 0 },
@@ -222,7 +222,20 @@ export const table = (results: Results): string => {
     (arm) => {
       const figures = tracing?.[arm]
       if (figures === undefined) return "–"
-      return `${figures.traced.turnsPerSecond}/s, ${figures.traced.cpuMsPerTurn} ms, ${figures.exportedBytesPerTurn} B (without: ${figures.untraced.turnsPerSecond}/s, ${figures.untraced.cpuMsPerTurn} ms)`
+      return `${figures.with.turnsPerSecond}/s, ${figures.with.cpuMsPerTurn} ms, ${figures.exportedBytesPerTurn} B (without: ${figures.without.turnsPerSecond}/s, ${figures.without.cpuMsPerTurn} ms)`
+    }
+  )
+
+  // -- Authentication (spec 85)
+  row(
+    "short turns with `AUTH=api_key` (a key looked up per request): turns/s, CPU per turn (beside: the same arm with `AUTH=none`, measured just before)",
+    "reported",
+    "–",
+    "–",
+    (arm) => {
+      const figures = authentication?.[arm]
+      if (figures === undefined) return "–"
+      return `${figures.with.turnsPerSecond}/s, ${figures.with.cpuMsPerTurn} ms (without: ${figures.without.turnsPerSecond}/s, ${figures.without.cpuMsPerTurn} ms)`
     }
   )
 

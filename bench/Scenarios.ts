@@ -183,13 +183,29 @@ export const shortTurns = async (
   }
 }
 
-export interface TracingFigures {
-  /** The same short turns on the arm as it runs everywhere else (no exporter)… */
-  readonly untraced: ThroughputFigures
-  /** …and on the same kind of arm exporting every span over OTLP/HTTP to a sink. */
-  readonly traced: ThroughputFigures
-  /** The traced arm's CPU per turn over the untraced one's, in ms. */
+export interface TwinFigures {
+  /** The same short turns on the arm as it runs everywhere else… */
+  readonly without: ThroughputFigures
+  /** …and on a twin of it with one thing on (an exporter, authentication). */
+  readonly with: ThroughputFigures
+  /** The twin's CPU per turn over the arm's, in ms. */
   readonly addedCpuMsPerTurn: number | null
+}
+
+/** Short turns on an arm, then on its twin, one after the other on the same machine. */
+export const besideTwin = async (arm: Arm, twin: Arm, bench: Bench, options: Parameters<typeof shortTurns>[2]): Promise<TwinFigures> => {
+  const without = await shortTurns(arm, bench, options)
+  await upstreamIdle(bench.upstream)
+  const withIt = await shortTurns(twin, bench, options)
+  await upstreamIdle(bench.upstream)
+  return {
+    without,
+    with: withIt,
+    addedCpuMsPerTurn: withIt.cpuMsPerTurn === null || without.cpuMsPerTurn === null ? null : round(withIt.cpuMsPerTurn - without.cpuMsPerTurn)
+  }
+}
+
+export interface TracingFigures extends TwinFigures {
   /** Bytes the exporter sent per turn (protobuf), and in how many requests. */
   readonly exportedBytesPerTurn: number | null
   readonly exportRequests: number
@@ -197,30 +213,16 @@ export interface TracingFigures {
 
 /**
  * The cost of tracing (spec 95): short turns on an arm without an exporter, then on a twin that
- * exports its spans to `sink` (`bench/otlp-sink.ts`), one after the other on the same machine.
+ * exports its spans to `sink` (`bench/otlp-sink.ts`).
  */
-export const tracingCost = async (
-  untracedArm: Arm,
-  tracedArm: Arm,
-  bench: Bench,
-  sink: Child,
-  options: Parameters<typeof shortTurns>[2]
-): Promise<TracingFigures> => {
-  const untraced = await shortTurns(untracedArm, bench, options)
-  await upstreamIdle(bench.upstream)
-  const before = (await json(new Http.Agent(), new URL("/stats", sink.url), "GET")).body
-  const traced = await shortTurns(tracedArm, bench, options)
-  await upstreamIdle(bench.upstream)
+export const tracingCost = async (arm: Arm, traced: Arm, bench: Bench, sink: Child, options: Parameters<typeof shortTurns>[2]): Promise<TracingFigures> => {
+  const stats = async () => (await json(new Http.Agent(), new URL("/stats", sink.url), "GET")).body as { requests: number; bytes: number }
+  const before = await stats()
+  const figures = await besideTwin(arm, traced, bench, options)
   // What the exporter still holds leaves within its interval (OTEL_BSP_SCHEDULE_DELAY=1000).
   await sleep(1500)
-  const after = (await json(new Http.Agent(), new URL("/stats", sink.url), "GET")).body
-  return {
-    untraced,
-    traced,
-    addedCpuMsPerTurn: traced.cpuMsPerTurn === null || untraced.cpuMsPerTurn === null ? null : round(traced.cpuMsPerTurn - untraced.cpuMsPerTurn),
-    exportedBytesPerTurn: round((after.bytes - before.bytes) / traced.turns, 0),
-    exportRequests: after.requests - before.requests
-  }
+  const after = await stats()
+  return { ...figures, exportedBytesPerTurn: round((after.bytes - before.bytes) / figures.with.turns, 0), exportRequests: after.requests - before.requests }
 }
 
 // ---------------------------------------------------------------------------------------------

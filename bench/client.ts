@@ -41,8 +41,8 @@ const groupOf = (name: string) => {
 const deadlineOf = (plan: Plan) => plan.ttftMs + (plan.tps > 0 ? (plan.tokens * 1000) / plan.tps : 0) + 30_000
 
 const streamOn = (arm: KnownArm, slot: number, plan: Plan) => {
-  const { url, body, dialect } = requestOf(arm.spec, arm.chats, slot, plan)
-  return open(arm.agent, url, body, dialect, deadlineOf(plan))
+  const { url, body, dialect, headers } = requestOf(arm.spec, arm.chats, slot, plan)
+  return open(arm.agent, url, body, dialect, deadlineOf(plan), headers)
 }
 
 /** A string field of a frame's JSON data (`runId`, `assistantMessageId`), if it has one. */

@@ -14,10 +14,11 @@
  * scenario small (a smoke test of the benchmark itself, not a measurement). `BENCH_SOAK_MS` sets
  * the soak's length (default 10 minutes, 20 s with `BENCH_QUICK=1`; 0 skips it).
  * `BENCH_SERVICE_DIR` starts the service from another checkout (default: the current directory).
- * `BENCH_ONLY=name,…` runs only those scenarios (`single`, `short`, `concurrency`, `cpu`, `tracing`,
+ * `BENCH_ONLY=name,…` runs only those scenarios (`single`, `short`, `concurrency`, `cpu`, `tracing`, `auth`,
  * `ttftUnderLoad`, `abort`, `instances`, `memory`, `wire`, `writes`, `journal`, `idle`, `soak`)
  * and writes nothing.
  */
+import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -94,6 +95,7 @@ export interface Results {
     /** Two instances on one Postgres (the Postgres arm and a second `npm start` on its database). */
     readonly instances: Record<string, Scenarios.InstancesFigures>
     readonly tracing: Record<string, Scenarios.TracingFigures>
+    readonly authentication: Record<string, Scenarios.TwinFigures>
     readonly memory: Record<string, Scenarios.MemoryFigures>
     readonly writes: Record<string, Array<Scenarios.WriteFigures>>
     readonly wire: Record<string, Scenarios.WireFigures>
@@ -151,6 +153,19 @@ const connect = async (url: string) => {
   cleanups.unshift(() => client.end())
   return client
 }
+
+/** An API key for the bench's owner on a database, made with `npm run keys` as a user makes one. */
+const createKey = (databaseEnv: Record<string, string>) =>
+  new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ["--import", "tsx", "src/keys.ts", "create", "--owner", "bench"], {
+      cwd: serviceDir,
+      env: { ...process.env, ...databaseEnv }
+    }, (error, stdout, stderr) => {
+      const key = /trk_[A-Za-z0-9_-]+/.exec(stdout)?.[0]
+      if (error !== null || key === undefined) reject(new Error(`npm run keys failed: ${stderr || stdout}`))
+      else resolve(key)
+    })
+  })
 
 /** The service through `npm start`, on a fresh database of the arm's kind. */
 const startServiceArm = async (name: "C: Postgres" | "C: PGlite", upstream: Child, clients: Clients, suffix: string) => {
@@ -308,7 +323,30 @@ const run = async () => {
     })
     if (figures !== undefined) {
       tracing[untraced.name] = figures
-      log(`  traced ${figures.traced.turnsPerSecond} turns/s, ${figures.traced.cpuMsPerTurn} ms CPU per turn; untraced ${figures.untraced.turnsPerSecond} turns/s, ${figures.untraced.cpuMsPerTurn} ms; ${figures.exportedBytesPerTurn} B exported per turn`)
+      log(`  traced ${figures.with.turnsPerSecond} turns/s, ${figures.with.cpuMsPerTurn} ms CPU per turn; untraced ${figures.without.turnsPerSecond} turns/s, ${figures.without.cpuMsPerTurn} ms; ${figures.exportedBytesPerTurn} B exported per turn`)
+    }
+  }
+
+  const authentication: Record<string, Scenarios.TwinFigures> = {}
+  for (const arm of services) {
+    log(`the cost of authentication (${arm.name}): short turns beside a twin with AUTH=api_key`)
+    const figures = await attempt("auth", arm.name, async () => {
+      const databaseEnv = arm.name === "C: Postgres"
+        ? { DATABASE_URL: await benchDatabase(databaseUrl!, "auth") }
+        : { DATA_DIR: pgliteDirectory() }
+      const key = await createKey(databaseEnv)
+      const name = `${arm.name}, AUTH=api_key`
+      const twin = await startNpmService(name, { ...serviceEnv(upstream), ...databaseEnv, AUTH: "api_key" })
+      children.push(twin)
+      try {
+        return await Scenarios.besideTwin(arm, service(name, twin, clients, `Bearer ${key}`), bench, settings.short)
+      } finally {
+        await twin.stop()
+      }
+    })
+    if (figures !== undefined) {
+      authentication[arm.name] = figures
+      log(`  AUTH=api_key ${figures.with.turnsPerSecond} turns/s, ${figures.with.cpuMsPerTurn} ms CPU per turn; AUTH=none ${figures.without.turnsPerSecond} turns/s, ${figures.without.cpuMsPerTurn} ms`)
     }
   }
 
@@ -370,7 +408,7 @@ const run = async () => {
     clientProcesses: clients.load,
     soakArm,
     failures,
-    figures: { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, tracing, memory, writes, wire, journal, idle, soak }
+    figures: { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, tracing, authentication, memory, writes, wire, journal, idle, soak }
   }
   if (only !== undefined) return log(`BENCH_ONLY=${only.join(",")}: nothing written`)
   writeFileSync("bench/results.json", `${JSON.stringify(results, null, 2)}\n`)

@@ -8,10 +8,21 @@ export class ApiError extends Error {
   }
 }
 
+const credentialKey = "turn-runner.credential"
+
+/** The API key or token this tab sends (spec 85), once the server asked for one; kept for the tab's life only. */
+export const credential = () => sessionStorage.getItem(credentialKey)
+
+export const setCredential = (value) =>
+  value ? sessionStorage.setItem(credentialKey, value) : sessionStorage.removeItem(credentialKey)
+
+/** `Authorization: Bearer …` when this tab has a credential. */
+export const authHeaders = () => (credential() ? { authorization: `Bearer ${credential()}` } : {})
+
 export async function api(method, path, body) {
   const response = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
+    headers: { ...authHeaders(), ...(body === undefined ? {} : { "content-type": "application/json" }) },
     body: body === undefined ? undefined : JSON.stringify(body)
   })
   return readJson(response)
@@ -25,7 +36,12 @@ export async function readJson(response) {
   } catch {
     body = { message: text.slice(0, 200) }
   }
-  if (!response.ok) throw new ApiError(response.status, body)
+  if (!response.ok) {
+    const error = new ApiError(response.status, body)
+    // Whatever page asked, the server wants credentials: the app asks for them (`app.js`).
+    if (error.code === "unauthorized") dispatchEvent(new CustomEvent("unauthorized"))
+    throw error
+  }
   return body
 }
 

@@ -1,4 +1,4 @@
-import { api, ApiError, readJson, uuid } from "./api.js"
+import { ApiError, api, authHeaders, readJson, uuid } from "./api.js"
 import { errorLine, formatMs, h } from "./dom.js"
 import { followRun, isTerminal, parseSse } from "./sse.js"
 
@@ -173,7 +173,7 @@ export async function chatPage(main, chatId) {
     try {
       const response = await fetch(path, {
         method: "POST",
-        headers: { "content-type": "application/json", accept: "text/event-stream" },
+        headers: { ...authHeaders(), "content-type": "application/json", accept: "text/event-stream" },
         body: JSON.stringify(body)
       })
       if (!response.ok) await readJson(response)

@@ -1,4 +1,5 @@
 /** Server-Sent Events (spec 60): a parser for a `fetch` body, and a run followed with `EventSource`. */
+import { api, credential } from "./api.js"
 
 export const eventTypes = [
   "pipeline.run.started", "pipeline.step.started", "pipeline.step.done", "llm.stream.meta",
@@ -47,15 +48,29 @@ export async function* parseSse(body) {
  * `Last-Event-ID`; closed after the terminal event. `onEnd` is called if it stops before that.
  */
 export function followRun(runId, after, onEvent, onEnd = () => {}) {
-  const source = new EventSource(`/runs/${encodeURIComponent(runId)}/events?after=${after}`)
-  const listener = (message) => {
-    const event = JSON.parse(message.data)
-    onEvent(event)
-    if (isTerminal(event.type)) source.close()
+  let source = null
+  let closed = false
+  const open = (token) => {
+    if (closed) return
+    // An `EventSource` sends no headers: with authentication on, the run's own short-lived token (spec 85).
+    const access = token ? `&access_token=${encodeURIComponent(token)}` : ""
+    source = new EventSource(`/runs/${encodeURIComponent(runId)}/events?after=${after}${access}`)
+    const listener = (message) => {
+      const event = JSON.parse(message.data)
+      onEvent(event)
+      if (isTerminal(event.type)) source.close()
+    }
+    for (const type of eventTypes) source.addEventListener(type, listener)
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED) onEnd()
+    })
   }
-  for (const type of eventTypes) source.addEventListener(type, listener)
-  source.addEventListener("error", () => {
-    if (source.readyState === EventSource.CLOSED) onEnd()
-  })
-  return source
+  if (credential() === null) open(null)
+  else api("GET", `/runs/${encodeURIComponent(runId)}`).then((snapshot) => open(snapshot.eventsToken), () => onEnd())
+  return {
+    close: () => {
+      closed = true
+      source?.close()
+    }
+  }
 }
