@@ -164,6 +164,17 @@ for (const database of testDatabases) {
         }
       }))
 
+    it.effect("the OpenAPI document declares the bearer scheme and the event token, and needs no credentials", () =>
+      Effect.gen(function*() {
+        const { body, status } = yield* send(HttpClientRequest.get("/openapi.json"))
+        expect(status).toBe(200)
+        const document = body as { components: { securitySchemes: Record<string, { type: string; scheme?: string; in?: string; name?: string }> }; paths: Record<string, any> }
+        const schemes = Object.values(document.components.securitySchemes)
+        expect(schemes).toContainEqual(expect.objectContaining({ type: "http", scheme: "bearer" }))
+        expect(schemes).toContainEqual(expect.objectContaining({ type: "apiKey", in: "query", name: "access_token" }))
+        expect(document.paths["/chats"].get.security.length).toBeGreaterThan(0)
+      }))
+
     it.effect("a revoked key stops working at once", () =>
       Effect.gen(function*() {
         const keys = yield* ApiKeys
