@@ -1,4 +1,5 @@
-import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Effect, Schema } from "effect"
 import { ValidationError } from "../domain/ApiErrors.ts"
 import { AppConfig } from "../services/AppConfig.ts"
