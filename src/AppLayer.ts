@@ -1,7 +1,6 @@
 import { Layer } from "effect"
-import { HttpLive } from "./http/Server.ts"
 import { Chats } from "./services/Chats.ts"
-import { Notifications, NotificationsLive } from "./services/cluster/Notifications.ts"
+import { NotificationsLive } from "./services/cluster/Notifications.ts"
 import { Relay } from "./services/cluster/Relay.ts"
 import { ChatsRepo } from "./services/ChatsRepo.ts"
 import { Messages } from "./services/Messages.ts"
@@ -62,12 +61,3 @@ export const servicesWith = <E, R>(steps: Layer.Layer<PreStep | PostStep, E, R>)
 
 /** Every service of the product over the configured model; needs `AppConfig` and a `SqlClient`. */
 export const ServicesLive = servicesWith(BuiltinStepsLive).pipe(Layer.provide(LanguageModelLive))
-
-/** The HTTP API over the given services. */
-export const appWith = <E, R>(
-  services: Layer.Layer<Chats | Messages | Turns | TurnStops | Runs | Runner | RunEvents | Notifications | Access | Ownership | Limits, E, R>
-) =>
-  HttpLive.pipe(Layer.provide(services))
-
-/** The HTTP API over the services; needs an `HttpServer`, `AppConfig` and a `SqlClient`. */
-export const AppLive = appWith(ServicesLive)

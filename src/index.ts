@@ -1,10 +1,8 @@
 /**
- * The library entry: what another Effect program embeds. The runner and its Layers, the step
- * tags to plug custom `pre`/`post` steps into, the domain, the HTTP contract and a typed client.
+ * The library entry (`turn-runner`): what another Effect program embeds. The runner and its
+ * Layers, the step tags to plug custom `pre`/`post` steps into, the models, the storage and the
+ * domain. The HTTP API is `turn-runner/http`; a typed client for it is `turn-runner/client`.
  */
-import { HttpApiClient } from "@effect/platform"
-import { Api } from "./http/Api.ts"
-
 export * from "./domain/ApiErrors.ts"
 export * from "./domain/Chat.ts"
 export * from "./domain/Generation.ts"
@@ -12,10 +10,9 @@ export * from "./domain/Ids.ts"
 export * from "./domain/Prompt.ts"
 export * from "./domain/Run.ts"
 export * from "./domain/RunEvent.ts"
+export * from "./domain/RunReport.ts"
 
-export { AppLive, appWith, BuiltinStepsLive, ServicesLive, servicesWith } from "./AppLayer.ts"
-export { Api } from "./http/Api.ts"
-export { HttpLive } from "./http/Server.ts"
+export { BuiltinStepsLive, ServicesLive, servicesWith } from "./AppLayer.ts"
 export { AppConfig, appConfig } from "./services/AppConfig.ts"
 export { Chats } from "./services/Chats.ts"
 export { ChatsRepo } from "./services/ChatsRepo.ts"
@@ -37,9 +34,11 @@ export * as OpenAiChatModel from "./services/llm/OpenAiChatModel.ts"
 export { PostStep, PostStepLive } from "./services/runner/PostStep.ts"
 export { PreStep, PreStepLive } from "./services/runner/PreStep.ts"
 export { StepFailed } from "./services/runner/RunContext.ts"
-export type { RunContext, StepProgram, StepResult } from "./services/runner/RunContext.ts"
+export type { PostInput, PostResult, RunContext, StepProgram, StepResult } from "./services/runner/RunContext.ts"
 export { RunEvents } from "./services/runner/RunEvents.ts"
+export type { FollowOptions } from "./services/runner/RunEvents.ts"
 export { Runner } from "./services/runner/Runner.ts"
+export type { RunHandle } from "./services/runner/Runner.ts"
 export { Runs } from "./services/runner/Runs.ts"
 export { Sweeper, SweeperLoop } from "./services/runner/Sweeper.ts"
 export { Instance } from "./services/Instance.ts"
@@ -47,5 +46,4 @@ export { Turns } from "./services/runner/Turns.ts"
 export { TurnStops } from "./services/runner/TurnStops.ts"
 export { TurnStopsRepo } from "./services/TurnStopsRepo.ts"
 
-/** A typed client for a running server, from the same `HttpApi` the server implements. */
-export const makeClient = (baseUrl: string) => HttpApiClient.make(Api, { baseUrl })
+export type { TurnError, TurnStarted } from "./services/runner/Turns.ts"

@@ -1,4 +1,4 @@
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { ConfigError, Console, Context, Deferred, Effect, Exit, Fiber, Layer, Logger } from "effect"
 import { createServer } from "node:http"
 import { ServicesLive } from "./AppLayer.ts"

@@ -1,9 +1,7 @@
-import { HttpApiMiddleware, HttpApiSecurity, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import { Context } from "effect"
 import { Unauthorized } from "../domain/ApiErrors.ts"
-import type { ChatId, GenerationId, RunId } from "../domain/Ids.ts"
-import { Access } from "../services/access/Access.ts"
-import { Ownership } from "../services/access/Ownership.ts"
 
 /** The caller of the request (spec 85): the owner whose chats, runs and events it may see. */
 export class CurrentOwner extends Context.Tag("turn-runner/CurrentOwner")<CurrentOwner, string>() {}
@@ -11,7 +9,8 @@ export class CurrentOwner extends Context.Tag("turn-runner/CurrentOwner")<Curren
 /**
  * Every chat, turn and run route is authenticated (spec 85): `Authorization: Bearer <key or JWT>`,
  * or, for a browser `EventSource` on `GET /runs/{id}/events` only, `?access_token=` with the
- * run's own short-lived token. The OpenAPI document declares both schemes.
+ * run's own short-lived token. The OpenAPI document declares both schemes; the implementation is
+ * `AuthenticationHttp.ts` (this contract is part of the typed client, which needs no server).
  */
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("turn-runner/Authentication", {
   failure: Unauthorized,
@@ -21,64 +20,3 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("tur
     eventToken: HttpApiSecurity.apiKey({ in: "query", key: "access_token" })
   }
 }) {}
-
-const eventsRoute = /^\/runs\/([^/?]+)\/events\/?(?:\?|$)/
-
-/** 401 `unauthorized` with `WWW-Authenticate: Bearer` (spec 85). */
-export const refused = (message: string) =>
-  Effect.zipRight(
-    HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeader(response, "www-authenticate", "Bearer"))),
-    Effect.fail(new Unauthorized({ message }))
-  )
-
-export const AuthenticationLive = Layer.effect(
-  Authentication,
-  Effect.map(Access, (access) =>
-    Authentication.of({
-      bearer: (credential) =>
-        access.mode === "none"
-          ? Effect.succeed(access.anonymous)
-          : Effect.flatMap(access.ownerOfBearer(Redacted.value(credential)), Option.match({
-            onNone: () => refused("missing or invalid credentials: send Authorization: Bearer <key or token>"),
-            onSome: Effect.succeed
-          })),
-      eventToken: (token) =>
-        Effect.gen(function*() {
-          if (access.mode === "none") return access.anonymous
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const route = request.method === "GET" ? eventsRoute.exec(request.url) : null
-          const owner = route === null || Redacted.value(token) === ""
-            ? Option.none()
-            : yield* access.ownerOfEventToken(Redacted.value(token), decodeURIComponent(route[1]!))
-          return yield* Option.match(owner, {
-            onNone: () => refused("missing or invalid credentials: send Authorization: Bearer <key or token>"),
-            onSome: Effect.succeed
-          })
-        })
-    }))
-)
-
-/** `use`, once the chat is the caller's (another owner's is 404, as an unknown one). */
-export const ownChat = <A, E, R>(chatId: ChatId, use: (owner: string) => Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Effect.all([CurrentOwner, Ownership]), ([owner, ownership]) => Effect.zipRight(ownership.chat(chatId, owner), use(owner)))
-
-/** `use`, once the run is the caller's. */
-export const ownRun = <A, E, R>(runId: RunId, use: (owner: string) => Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Effect.all([CurrentOwner, Ownership]), ([owner, ownership]) => Effect.zipRight(ownership.run(runId, owner), use(owner)))
-
-/** `use`, once the generation is the caller's. */
-export const ownGeneration = <A, E, R>(generationId: GenerationId, use: (owner: string) => Effect.Effect<A, E, R>) =>
-  Effect.flatMap(
-    Effect.all([CurrentOwner, Ownership]),
-    ([owner, ownership]) => Effect.zipRight(ownership.generation(generationId, owner), use(owner))
-  )
-
-/** A refusal that says when to come back (429, 503) carries it as `Retry-After` too (spec 85). */
-export const withRetryAfter = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.tapError(effect, (error) => {
-    const details = typeof error === "object" && error !== null && "details" in error ? error.details : undefined
-    const seconds = typeof details === "object" && details !== null && "retryAfterSeconds" in details ? details.retryAfterSeconds : undefined
-    return typeof seconds === "number"
-      ? HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(seconds))))
-      : Effect.void
-  })

@@ -1,9 +1,10 @@
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect } from "effect"
 import { Chats } from "../services/Chats.ts"
 import { Messages } from "../services/Messages.ts"
 import { Api } from "./Api.ts"
-import { CurrentOwner, ownChat } from "./Authentication.ts"
+import { CurrentOwner } from "./Authentication.ts"
+import { ownChat } from "./AuthenticationHttp.ts"
 
 export const ChatsHttp = HttpApiBuilder.group(Api, "chats", (handlers) =>
   Effect.gen(function*() {

@@ -1,5 +1,5 @@
-import type { HttpServerResponse } from "@effect/platform"
-import { NodeStream } from "@effect/platform-node"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Chunk, Effect, Stream } from "effect"
 import * as Zlib from "node:zlib"
 import { isTerminal } from "../domain/RunEvent.ts"

@@ -1,4 +1,6 @@
-import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Option, Schema } from "effect"
 import { ValidationError } from "../domain/ApiErrors.ts"
 import { RunSnapshot } from "../domain/Run.ts"
@@ -8,7 +10,7 @@ import { AppConfig } from "../services/AppConfig.ts"
 import { RunEvents } from "../services/runner/RunEvents.ts"
 import { Runs } from "../services/runner/Runs.ts"
 import { Api } from "./Api.ts"
-import { ownChat, ownGeneration, ownRun, withRetryAfter } from "./Authentication.ts"
+import { ownChat, ownGeneration, ownRun, withRetryAfter } from "./AuthenticationHttp.ts"
 import { acceptsGzip, runEventsResponse } from "./RunEventsSse.ts"
 
 const decodeSeq = Schema.decodeUnknownEither(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()))

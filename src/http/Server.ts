@@ -1,11 +1,28 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest } from "@effect/platform"
-import type { HttpApp } from "@effect/platform"
+import type * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Effect, Layer } from "effect"
+import { ServicesLive } from "../AppLayer.ts"
+import type { Access } from "../services/access/Access.ts"
+import type { Limits } from "../services/access/Limits.ts"
+import type { Ownership } from "../services/access/Ownership.ts"
 import { AppConfig } from "../services/AppConfig.ts"
+import type { Chats } from "../services/Chats.ts"
+import type { Notifications } from "../services/cluster/Notifications.ts"
+import type { Messages } from "../services/Messages.ts"
 import { Prometheus } from "../services/observability/Prometheus.ts"
+import type { RunEvents } from "../services/runner/RunEvents.ts"
+import type { Runner } from "../services/runner/Runner.ts"
+import type { Runs } from "../services/runner/Runs.ts"
+import type { Turns } from "../services/runner/Turns.ts"
+import type { TurnStops } from "../services/runner/TurnStops.ts"
 import { Api } from "./Api.ts"
-import { AuthenticationLive } from "./Authentication.ts"
+import { AuthenticationLive } from "./AuthenticationHttp.ts"
 import { ChatsHttp } from "./ChatsHttp.ts"
+import { DocsHttp } from "./DocsHttp.ts"
 import { ErrorBodies } from "./ErrorBodies.ts"
 import { RunsHttp } from "./RunsHttp.ts"
 import { SystemHttp } from "./SystemHttp.ts"
@@ -44,12 +61,15 @@ const logger = (app: HttpApp.Default): HttpApp.Default =>
       )
       : HttpMiddleware.logger(app))
 
-/** The API's handlers, the OpenAPI document and its docs page, and the web app (`/`, `/ui/…`), served on whatever `HttpServer` is given. */
+/**
+ * The API's handlers, the OpenAPI document and its docs page, and the web app (`/`, `/ui/…`),
+ * served on whatever `HttpServer` is given.
+ */
 export const HttpLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) => {
   const withCors = cors(config.corsOrigins)
   return HttpApiBuilder.serve((app) => logger(withCors(app)))
 })).pipe(
-  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  Layer.provide(DocsHttp),
   Layer.provide(WebApp),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ErrorBodies),
@@ -63,3 +83,15 @@ export const HttpLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) => {
   HttpMiddleware.withTracerDisabledWhen((request) => carriesToken.test(request.url)),
   HttpServer.withLogAddress
 )
+
+/** The HTTP API over the given services (`servicesWith` over your steps, for one). */
+export const appWith = <E, R>(
+  services: Layer.Layer<
+    Chats | Messages | Turns | TurnStops | Runs | Runner | RunEvents | Notifications | Access | Ownership | Limits,
+    E,
+    R
+  >
+) => HttpLive.pipe(Layer.provide(services))
+
+/** The HTTP API over the services; needs an `HttpServer`, `AppConfig` and a `SqlClient`. */
+export const AppLive = appWith(ServicesLive)

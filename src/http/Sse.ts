@@ -1,4 +1,4 @@
-import { HttpServerResponse } from "@effect/platform"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type { Stream } from "effect"
 
 /** One event on the wire (spec 60): `id` is the run's `seq`, `event` its type, `data` its JSON. */

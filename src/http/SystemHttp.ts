@@ -1,4 +1,5 @@
-import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Redacted } from "effect"
 import { timingSafeEqual } from "node:crypto"
@@ -7,7 +8,7 @@ import { AppConfig } from "../services/AppConfig.ts"
 import { Prometheus } from "../services/observability/Prometheus.ts"
 import { Notifications } from "../services/cluster/Notifications.ts"
 import { Api } from "./Api.ts"
-import { refused } from "./Authentication.ts"
+import { refused } from "./AuthenticationHttp.ts"
 
 /** Whether `header` is `Bearer <token>`, compared in constant time. */
 const isBearer = (header: string | undefined, token: Redacted.Redacted) => {

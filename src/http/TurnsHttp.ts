@@ -1,4 +1,6 @@
-import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Option, Schema } from "effect"
 import { RunSnapshot } from "../domain/Run.ts"
 import { AppConfig } from "../services/AppConfig.ts"
@@ -9,7 +11,8 @@ import type { TurnError, TurnStarted } from "../services/runner/Turns.ts"
 import { Turns } from "../services/runner/Turns.ts"
 import { TurnStops } from "../services/runner/TurnStops.ts"
 import { Api } from "./Api.ts"
-import { CurrentOwner, ownChat, withRetryAfter } from "./Authentication.ts"
+import { CurrentOwner } from "./Authentication.ts"
+import { ownChat, withRetryAfter } from "./AuthenticationHttp.ts"
 import { acceptsGzip, runEventsResponse, wantsEventStream } from "./RunEventsSse.ts"
 
 const encodeSnapshot = Schema.encode(RunSnapshot)

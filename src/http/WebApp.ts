@@ -1,7 +1,9 @@
-import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
-import { readdirSync, readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { extname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { NotFound } from "../domain/ApiErrors.ts"
@@ -12,7 +14,15 @@ import { NotFound } from "../domain/ApiErrors.ts"
  * themselves under `/ui/assets/`. The files are read once at start-up into memory; a request
  * names a file only by looking it up there, so no path reaches the file system.
  */
-export const webDirectory = fileURLToPath(new URL("../../web/", import.meta.url))
+export const webDirectory = ((): string => {
+  // Where this module runs from differs: `src/http/` (tsx, vitest), `dist/http/` (the library),
+  // `build/` (the bundled server). The package's root is the nearest folder above with `web/`.
+  for (const up of ["../../", "../", "../../../"]) {
+    const directory = fileURLToPath(new URL(`${up}web/`, import.meta.url))
+    if (existsSync(join(directory, "index.html"))) return directory
+  }
+  return fileURLToPath(new URL("../../web/", import.meta.url))
+})()
 
 const contentTypes: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

@@ -1,16 +1,17 @@
 import { expect, layer } from "@effect/vitest"
 import { Chunk, Effect, Layer, Stream } from "effect"
+import { randomUUID } from "node:crypto"
 import {
   Chats,
   LanguageModelLive,
+  MessageId,
   PostStepLive,
   PreStep,
   Runs,
+  SendMessage,
   servicesWith,
   Turns
 } from "../../src/index.ts"
-import type { ChatId, MessageId } from "../../src/index.ts"
-import { uuidv7At } from "../../src/services/Uuid.ts"
 import { testConfig } from "../support/TestConfig.ts"
 import { pglite } from "../support/TestDatabase.ts"
 
@@ -19,7 +20,7 @@ const PersonaPre = Layer.succeed(PreStep, {
   label: "Summoning the pirate",
   run: (context) =>
     Effect.succeed({
-      value: { messages: [{ role: "system" as const, content: "Talk like a pirate." }, { role: "user" as const, content: `Run ${context.runId}` }] },
+      value: { messages: [{ role: "system", content: "Talk like a pirate." }, { role: "user", content: `Run ${context.runId}` }] },
       // A step may say more than a row keeps (8 KiB): `settings.verbose` makes it.
       output: context.settings.verbose === true ? { persona: "pirate", notes: "arr ".repeat(5000) } : { persona: "pirate" }
     })
@@ -35,14 +36,12 @@ layer(Embedded, { timeout: 60_000, excludeTestServices: true })("embedding the r
   it.effect("a custom pre step Layer replaces the built-in one without touching the runner", () =>
     Effect.gen(function*() {
       const chat = yield* (yield* Chats).create({ title: "library" })
-      const started = yield* (yield* Turns).sendMessage(chat.id as ChatId, {
-        userMessageId: uuidv7At(Date.now()) as MessageId,
+      const started = yield* (yield* Turns).sendMessage(chat.id, SendMessage.make({
+        userMessageId: MessageId.make(randomUUID()),
         content: "Ahoy",
-        settings: { max_tokens: 4, local: { tokenDelayMs: 0 } },
-        onBusy: "reject",
-        abortOnDisconnect: false
-      })
-      const events = Chunk.toArray(yield* Stream.runCollect(yield* (yield* Runs).events(started.run.runId, 0)))
+        settings: { max_tokens: 4, local: { tokenDelayMs: 0 } }
+      }))
+      const events = Chunk.toArray(yield* Stream.runCollect(started.run.events))
       expect(events.at(-1)?.type).toBe("pipeline.run.done")
       expect(events[1]).toMatchObject({ type: "pipeline.step.started", stepType: "pre", label: "Summoning the pirate" })
       const snapshot = yield* (yield* Runs).snapshot(started.run.runId)
@@ -55,14 +54,12 @@ layer(Embedded, { timeout: 60_000, excludeTestServices: true })("embedding the r
   it.effect("a step output larger than a row keeps is recorded as its size, and the run ends done", () =>
     Effect.gen(function*() {
       const chat = yield* (yield* Chats).create({ title: "verbose" })
-      const started = yield* (yield* Turns).sendMessage(chat.id as ChatId, {
-        userMessageId: uuidv7At(Date.now()) as MessageId,
+      const started = yield* (yield* Turns).sendMessage(chat.id, SendMessage.make({
+        userMessageId: MessageId.make(randomUUID()),
         content: "Ahoy",
-        settings: { max_tokens: 2, local: { tokenDelayMs: 0 }, verbose: true },
-        onBusy: "reject",
-        abortOnDisconnect: false
-      })
-      const events = Chunk.toArray(yield* Stream.runCollect(yield* (yield* Runs).events(started.run.runId, 0)))
+        settings: { max_tokens: 2, local: { tokenDelayMs: 0 }, verbose: true }
+      }))
+      const events = Chunk.toArray(yield* Stream.runCollect(started.run.events))
       expect(events.at(-1)?.type).toBe("pipeline.run.done")
       const snapshot = yield* (yield* Runs).snapshot(started.run.runId)
       expect(snapshot.run.status).toBe("done")

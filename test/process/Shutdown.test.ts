@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Option, Sink, Stream } from "effect"
-import { startServer } from "../support/ServerProcess.ts"
+import { spawnSync } from "node:child_process"
+import { descendants, startNpmStart, startServer } from "../support/ServerProcess.ts"
 import { parseSse } from "../support/SseClient.ts"
 
 interface Event {
@@ -50,4 +51,18 @@ describe("graceful shutdown", () => {
       expect(yield* Effect.promise(() => server.exited)).toBe(0)
       yield* Effect.logInfo(`SIGTERM → exit in ${Math.round(performance.now() - signalledAt)} ms (grace 1500 ms)`)
     }).pipe(Effect.scoped), 90_000)
+
+  it.live("`npm start` hands SIGTERM to the service: a live run ends aborted (shutdown), npm exits 0, no process is left", () =>
+    Effect.gen(function*() {
+      const server = yield* startNpmStart({ DATA_DIR: "memory", SHUTDOWN_GRACE_MS: "200", LOG_LEVEL: "Info" })
+      // One process under npm, the service itself: no shell or launcher in between to lose the signal.
+      const tree = descendants(server.child.pid!)
+      expect(tree).toHaveLength(1)
+      const long = yield* liveTurn(server.baseUrl, 3000)
+      server.child.kill("SIGTERM")
+      expect(Chunk.toArray(yield* Stream.runCollect(long.rest)).at(-1)).toMatchObject({ type: "pipeline.run.aborted", abortReason: "shutdown" })
+      expect(yield* Effect.promise(() => server.exited)).toBe(0)
+      expect(server.output()).toContain("shutting down on SIGTERM")
+      expect(tree.filter((pid) => spawnSync("kill", ["-0", String(pid)]).status === 0)).toEqual([])
+    }).pipe(Effect.scoped), 120_000)
 })

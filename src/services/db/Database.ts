@@ -4,7 +4,6 @@ import { Effect, Layer, Option } from "effect"
 import type { Redacted } from "effect"
 import { AppConfig } from "../AppConfig.ts"
 import { MigrationsLive } from "./Migrations.ts"
-import * as PgliteClient from "./PgliteClient.ts"
 
 /**
  * The `SqlClient` the whole service runs on: real Postgres when `DATABASE_URL` is set, otherwise
@@ -15,7 +14,9 @@ export const clientLayer = (databaseUrl: Option.Option<Redacted.Redacted>, dataD
   Option.match(databaseUrl, {
     onSome: (url): Layer.Layer<SqlClient.SqlClient, unknown> =>
       PgClient.layer({ url, applicationName: "turn-runner", maxConnections: 20 }),
-    onNone: (): Layer.Layer<SqlClient.SqlClient, unknown> => PgliteClient.layer({ dataDir })
+    // Loaded only when used: a server on Postgres never reads PGlite's code.
+    onNone: (): Layer.Layer<SqlClient.SqlClient, unknown> =>
+      Layer.unwrapEffect(Effect.map(Effect.promise(() => import("./PgliteClient.ts")), (pglite) => pglite.layer({ dataDir })))
   }).pipe((client) => Layer.provideMerge(MigrationsLive, client))
 
 export const DatabaseLive = Layer.unwrapEffect(

@@ -1,5 +1,3 @@
-import { OtlpSerialization, OtlpTracer } from "@effect/opentelemetry"
-import { FetchHttpClient } from "@effect/platform"
 import { Config, Effect, Layer, Option } from "effect"
 import type { ConfigError } from "effect"
 import type { Tracer } from "effect"
@@ -40,22 +38,32 @@ const headersOf = (input: string): Record<string, string> =>
     return at <= 0 ? [] : [[decodeURIComponent(pair.slice(0, at).trim()), decodeURIComponent(pair.slice(at + 1).trim())]]
   }))
 
-/** The OTLP trace exporter when configured, otherwise nothing; honours `OTEL_RESOURCE_ATTRIBUTES`. */
+/**
+ * The OTLP trace exporter when configured, otherwise nothing (its modules are not even loaded);
+ * honours `OTEL_RESOURCE_ATTRIBUTES`.
+ */
 export const TracingLive: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
-  Effect.map(tracingConfig, (config) =>
-    Option.match(tracesUrl(config), {
-      onNone: () => Layer.empty,
-      onSome: (url) =>
-        OtlpTracer.layer({
-          url,
-          resource: { serviceName: config.serviceName },
-          headers: Option.getOrUndefined(Option.map(config.headers, headersOf)),
-          exportInterval: config.exportIntervalMs
-        }).pipe(
-          Layer.provide(config.protocol === "http/json" ? OtlpSerialization.layerJson : OtlpSerialization.layerProtobuf),
-          Layer.provide(FetchHttpClient.layer)
-        )
-    }))
+  Effect.gen(function*() {
+    const config = yield* tracingConfig
+    const url = tracesUrl(config)
+    if (Option.isNone(url)) return Layer.empty
+    const [OtlpTracer, OtlpSerialization, FetchHttpClient] = yield* Effect.promise(() =>
+      Promise.all([
+        import("@effect/opentelemetry/OtlpTracer"),
+        import("@effect/opentelemetry/OtlpSerialization"),
+        import("@effect/platform/FetchHttpClient")
+      ])
+    )
+    return OtlpTracer.layer({
+      url: url.value,
+      resource: { serviceName: config.serviceName },
+      headers: Option.getOrUndefined(Option.map(config.headers, headersOf)),
+      exportInterval: config.exportIntervalMs
+    }).pipe(
+      Layer.provide(config.protocol === "http/json" ? OtlpSerialization.layerJson : OtlpSerialization.layerProtobuf),
+      Layer.provide(FetchHttpClient.layer)
+    )
+  })
 )
 
 /** Effect's built-in tracer, which records nothing outside the process. */

@@ -1,6 +1,7 @@
 import { Duration, Effect, Mailbox, Option, Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import { isTerminal } from "../../domain/RunEvent.ts"
+import type { RunEvent } from "../../domain/RunEvent.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Relay } from "../cluster/Relay.ts"
 import type { RelayMessage } from "../cluster/Relay.ts"
@@ -17,6 +18,9 @@ export interface FollowOptions<A> {
 }
 
 const asEntries: FollowOptions<JournalEntry> = { encode: (entry) => entry }
+
+/** Each event as a value, for programs that embed the runner (its JSON is the journal's, byte for byte). */
+export const asRunEvents: FollowOptions<RunEvent> = { encode: (entry) => JSON.parse(entry.json) }
 
 /**
  * Following a run's events (spec 60, "Journal and resume"): every consumer (the client that

@@ -2,6 +2,7 @@ import { Clock, Deferred, Duration, Effect, Exit, Fiber, FiberMap, Option, Runti
 import type { Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import type { AbortReason } from "../../domain/Run.ts"
+import type { RunEvent } from "../../domain/RunEvent.ts"
 import { builtinPipeline } from "../../domain/Run.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { channels, Notifications } from "../cluster/Notifications.ts"
@@ -20,7 +21,7 @@ import type { LiveRun } from "./LiveRuns.ts"
 import { PostStep } from "./PostStep.ts"
 import { PreStep } from "./PreStep.ts"
 import type { RunContext } from "./RunContext.ts"
-import { RunEvents } from "./RunEvents.ts"
+import { asRunEvents, RunEvents } from "./RunEvents.ts"
 import type { FollowOptions } from "./RunEvents.ts"
 import { runProgram } from "./RunProgram.ts"
 import { RunRows } from "./RunRows.ts"
@@ -28,6 +29,8 @@ import { RunRows } from "./RunRows.ts"
 /** A run, as whoever started it (or asked for it again) holds it: its events and its abort. */
 export interface RunHandle {
   readonly runId: RunId
+  /** The run's events from its start to its terminal event, as values (replayed, then live). */
+  readonly events: Stream.Stream<RunEvent>
   /** The run's events after `after`, as `options` encodes them (spec 60). */
   readonly follow: <A>(after: number, options: FollowOptions<A>) => Stream.Stream<A>
   /** Aborts the run and waits until it is terminal; a finished run is left as it is. */
@@ -219,6 +222,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     /** The handle of a run, live here or not. */
     const handle = (runId: RunId): RunHandle => ({
       runId,
+      events: events.follow(runId, 0, asRunEvents),
       follow: (after, options) => events.follow(runId, after, options),
       abort: (reason) => abort(runId, reason),
       abortInBackground: (reason) =>

@@ -3,10 +3,9 @@ import { NotFound } from "../../domain/ApiErrors.ts"
 import type { ChatId, GenerationId, RunId } from "../../domain/Ids.ts"
 import type { AbortReason, RunStatus } from "../../domain/Run.ts"
 import { isTerminal } from "../../domain/RunEvent.ts"
-import type { RunEvent } from "../../domain/RunEvent.ts"
 import { ChatsRepo } from "../ChatsRepo.ts"
 import { RunsRepo } from "../RunsRepo.ts"
-import { RunEvents } from "./RunEvents.ts"
+import { asRunEvents, RunEvents } from "./RunEvents.ts"
 import type { FollowOptions } from "./RunEvents.ts"
 import { Runner } from "./Runner.ts"
 
@@ -54,8 +53,7 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       Effect.as(exists(runId), events.follow(runId, after, options))
 
     /** The run's events after `after`, as values (for programs that embed the runner). */
-    const eventsOf = (runId: RunId, after: number) =>
-      follow(runId, after, { encode: (entry): RunEvent => JSON.parse(entry.json) })
+    const eventsOf = (runId: RunId, after: number) => follow(runId, after, asRunEvents)
 
     /** Idempotent: answers with the final snapshot once the run is terminal. */
     const abort = Effect.fn("Runs.abort")(function*(runId: RunId, reason: AbortReason) {
