@@ -1,13 +1,14 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Layer, Logger, Redacted } from "effect"
+import { Effect, Layer, Logger, Redacted, Schedule, Stream } from "effect"
 import { SignJWT } from "jose"
 import { ApiKeys } from "../../src/services/access/ApiKeys.ts"
 import type { AppConfigShape } from "../../src/services/AppConfig.ts"
 import { defaultConfig } from "../support/TestConfig.ts"
 import type { TestDatabase } from "../support/TestDatabase.ts"
 import { testDatabases } from "../support/TestDatabase.ts"
+import { openSse } from "../support/SseClient.ts"
 import { send, testServer } from "../support/TestServer.ts"
 import type { SnapshotJson } from "../support/Turns.ts"
 import { abortRun, completedTurn, finished, lingering, liveTurn, messagesOf, newChat, quick, sendMessage } from "../support/Turns.ts"
@@ -267,6 +268,37 @@ for (const database of testDatabases) {
           const bobChat = yield* as(bob)(newChat)
           expect((yield* as(bob)(sendMessage(bobChat, { userMessageId: crypto.randomUUID(), content: "Hi", settings: quick() }))).status).toBe(202)
         }))
+
+      it.effect("with MAX_SSE_CLIENTS open event streams, another stream is 503 overloaded with Retry-After, and a streamed turn is refused before it starts", () =>
+        Effect.gen(function*() {
+          const hana = yield* keyOf("hana")
+          const chatId = yield* as(hana)(newChat)
+          const runId = yield* as(hana)(liveTurn(chatId))
+          // The one stream the instance allows, held open.
+          const first = yield* as(hana)(openSse(HttpClientRequest.get(`/runs/${runId}/events`)))
+          expect(first.status).toBe(200)
+          yield* Effect.forkScoped(Stream.runDrain(first.messages))
+          // Counted once the server sends it: its gauge says so.
+          yield* send(HttpClientRequest.get("/metrics")).pipe(
+            Effect.repeat({ until: ({ text }) => /^turn_runner_sse_clients 1$/m.test(text), schedule: Schedule.spaced("20 millis") }),
+            Effect.timeout("10 seconds")
+          )
+          const second = yield* as(hana)(send(HttpClientRequest.get(`/runs/${runId}/events`)))
+          expect(second.status).toBe(503)
+          expect(second.body).toMatchObject({ code: "overloaded" })
+          expect(Number(second.headers["retry-after"])).toBeGreaterThan(0)
+          const otherChat = yield* as(hana)(newChat)
+          const before = yield* tableCounts
+          const streamed = yield* as(hana)(send(
+            HttpClientRequest.post(`/chats/${otherChat}/messages`).pipe(
+              HttpClientRequest.setHeader("accept", "text/event-stream"),
+              HttpClientRequest.bodyUnsafeJson({ userMessageId: crypto.randomUUID(), content: "Hi", settings: quick() })
+            )
+          ))
+          expect(streamed.status).toBe(503)
+          expect(yield* tableCounts).toEqual(before)
+          yield* as(hana)(abortRun(runId))
+        }).pipe(Effect.scoped))
     }
   )
 }
