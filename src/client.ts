@@ -5,14 +5,7 @@
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { Api } from "./http/Api.ts"
 
-export * from "./domain/ApiErrors.ts"
-export * from "./domain/Chat.ts"
-export * from "./domain/Generation.ts"
-export * from "./domain/Ids.ts"
-export * from "./domain/Prompt.ts"
-export * from "./domain/Run.ts"
-export * from "./domain/RunEvent.ts"
-export * from "./domain/RunReport.ts"
+export * from "./domain/index.ts"
 export { Api } from "./http/Api.ts"
 
 /** The client of the server at `baseUrl`; needs an `HttpClient` (e.g. `FetchHttpClient.layer`). */

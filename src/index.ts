@@ -3,14 +3,7 @@
  * Layers, the step tags to plug custom `pre`/`post` steps into, the models, the storage and the
  * domain. The HTTP API is `turn-runner/http`; a typed client for it is `turn-runner/client`.
  */
-export * from "./domain/ApiErrors.ts"
-export * from "./domain/Chat.ts"
-export * from "./domain/Generation.ts"
-export * from "./domain/Ids.ts"
-export * from "./domain/Prompt.ts"
-export * from "./domain/Run.ts"
-export * from "./domain/RunEvent.ts"
-export * from "./domain/RunReport.ts"
+export * from "./domain/index.ts"
 
 export { BuiltinStepsLive, ServicesLive, servicesWith } from "./AppLayer.ts"
 export { AppConfig, appConfig } from "./services/AppConfig.ts"

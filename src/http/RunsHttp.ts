@@ -1,9 +1,8 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { ValidationError } from "../domain/ApiErrors.ts"
-import { RunSnapshot } from "../domain/Run.ts"
 import { Access } from "../services/access/Access.ts"
 import { Limits } from "../services/access/Limits.ts"
 import { AppConfig } from "../services/AppConfig.ts"
@@ -34,12 +33,7 @@ export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
         ownChat(path.chatId, () =>
           Effect.map(runs.list(path.chatId, { status: urlParams.status, limit: urlParams.limit }), (list) => ({ runs: list }))))
       .handle("getRun", ({ path }) =>
-        ownRun(path.runId, (owner) =>
-          Effect.gen(function*() {
-            const snapshot = yield* runs.snapshot(path.runId)
-            const eventsToken = yield* access.eventTokenFor(owner, path.runId)
-            return eventsToken === null ? snapshot : new RunSnapshot({ ...snapshot, eventsToken })
-          })))
+        ownRun(path.runId, (owner) => Effect.flatMap(runs.snapshot(path.runId), (snapshot) => access.withEventsToken(owner, snapshot))))
       .handle("getRunReport", ({ path }) => ownRun(path.runId, () => runs.report(path.runId)))
       .handle("runEvents", ({ path, urlParams }) =>
         ownRun(path.runId, () =>
@@ -48,8 +42,7 @@ export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
             const after = yield* resumeAfter(request.headers["last-event-id"], urlParams.after)
             // Past a finished run's terminal event: 204, the one answer that stops an `EventSource` (spec 60).
             if (!(yield* runs.hasEventsAfter(path.runId, after))) return HttpServerResponse.empty({ status: 204 })
-            const full = limits.eventStreams.overloaded()
-            if (Option.isSome(full)) return yield* full.value
+            yield* limits.eventStreams.room
             return runEventsResponse((options) => events.follow(path.runId, after, options), {
               keepAliveMs: config.sseKeepaliveMs,
               gzip: acceptsGzip(request.headers["accept-encoding"]),

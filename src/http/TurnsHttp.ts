@@ -1,7 +1,7 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { RunSnapshot } from "../domain/Run.ts"
 import { AppConfig } from "../services/AppConfig.ts"
 import { Runs } from "../services/runner/Runs.ts"
@@ -38,8 +38,7 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
         const owner = yield* CurrentOwner
         const request = yield* HttpServerRequest.HttpServerRequest
         if (wantsEventStream(request.headers.accept)) {
-          const full = limits.eventStreams.overloaded()
-          if (Option.isSome(full)) return yield* full.value
+          yield* limits.eventStreams.room
           const started = yield* start(owner)
           return runEventsResponse((options) => started.run.follow(0, options), {
             keepAliveMs: config.sseKeepaliveMs,
@@ -50,12 +49,8 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
         }
         const started = yield* start(owner)
         const snapshot = yield* runs.snapshot(started.run.runId)
-        const eventsToken = yield* access.eventTokenFor(owner, started.run.runId)
-        const body = yield* encodeSnapshot(new RunSnapshot({
-          ...snapshot,
-          deduplicated: started.deduplicated,
-          ...(eventsToken === null ? {} : { eventsToken })
-        })).pipe(Effect.orDie)
+        const answer = yield* access.withEventsToken(owner, new RunSnapshot({ ...snapshot, deduplicated: started.deduplicated }))
+        const body = yield* encodeSnapshot(answer).pipe(Effect.orDie)
         return yield* HttpServerResponse.json(body, {
           status: 202,
           headers: started.deduplicated ? { "idempotent-replayed": "true" } : {}

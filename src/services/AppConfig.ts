@@ -7,7 +7,9 @@ const millis = (name: string, fallback: number) =>
     Config.withDefault(fallback)
   )
 
-const isLoopback = (url: URL) => ["127.0.0.1", "localhost", "[::1]", "::1"].includes(url.hostname)
+const loopbackHosts = new Set(["127.0.0.1", "localhost", "[::1]", "::1"])
+
+const isLoopback = (url: URL) => loopbackHosts.has(url.hostname)
 
 const llm = Config.all({
   provider: Config.literal("local", "openai")("LLM_PROVIDER").pipe(Config.withDefault("local" as const)),
@@ -38,15 +40,12 @@ const positive = (name: string, fallback: number) =>
     Config.withDefault(fallback)
   )
 
-const loopbackHosts = new Set(["127.0.0.1", "localhost", "::1", "[::1]"])
-
 /**
- * Who may call (spec 85): `AUTH` is `none` by default only on a loopback `HOST`; elsewhere it must
- * be chosen. `jwt` needs a key source (`JWT_JWKS_URL`, or `JWT_SECRET` for HS256) and the issuer and
+ * Who may call (spec 85): `AUTH` is `none` by default only on a loopback `HOST` (checked with the
+ * whole configuration, below); elsewhere it must be chosen. `jwt` needs a key source (`JWT_JWKS_URL`, or `JWT_SECRET` for HS256) and the issuer and
  * audience its tokens must name.
  */
 const access = Config.all({
-  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
   auth: Config.option(Config.literal("none", "api_key", "jwt")("AUTH")),
   jwksUrl: Config.option(Config.url("JWT_JWKS_URL")),
   jwtSecret: Config.option(Config.redacted("JWT_SECRET")),
@@ -54,12 +53,8 @@ const access = Config.all({
   audience: Config.option(Config.nonEmptyString("JWT_AUDIENCE")),
   metricsToken: Config.option(Config.redacted("METRICS_TOKEN"))
 }).pipe(
-  Config.mapOrFail(({ audience, auth, host, issuer, jwksUrl, jwtSecret, metricsToken }) => {
-    if (Option.isNone(auth) && !loopbackHosts.has(host)) {
-      return Either.left(ConfigError.MissingData(["AUTH"], `Expected AUTH to be set (api_key, jwt, or none to serve without authentication) when HOST=${host} is not a loopback address`))
-    }
-    const mode = Option.getOrElse(auth, () => "none" as const)
-    if (mode === "jwt") {
+  Config.mapOrFail(({ audience, auth, issuer, jwksUrl, jwtSecret, metricsToken }) => {
+    if (Option.isSome(auth) && auth.value === "jwt") {
       if (Option.isNone(jwksUrl) === Option.isNone(jwtSecret)) {
         return Either.left(ConfigError.MissingData(["JWT_JWKS_URL"], "Expected exactly one of JWT_JWKS_URL and JWT_SECRET to be set when AUTH=jwt"))
       }
@@ -71,7 +66,7 @@ const access = Config.all({
       }
     }
     return Either.right({
-      auth: mode,
+      auth,
       jwt: {
         jwksUrl: Option.getOrUndefined(jwksUrl),
         secret: Option.getOrUndefined(jwtSecret),
@@ -153,7 +148,16 @@ export const appConfig = Config.all({
   limits,
   corsOrigins,
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
-})
+}).pipe(
+  Config.mapOrFail(({ access, ...config }) =>
+    Option.isNone(access.auth) && !loopbackHosts.has(config.host)
+      ? Either.left(ConfigError.MissingData(
+        ["AUTH"],
+        `Expected AUTH to be set (api_key, jwt, or none to serve without authentication) when HOST=${config.host} is not a loopback address`
+      ))
+      : Either.right({ ...config, access: { ...access, auth: Option.getOrElse(access.auth, () => "none" as const) } })
+  )
+)
 
 export type AppConfigShape = Config.Config.Success<typeof appConfig>
 

@@ -1,5 +1,6 @@
 import { Effect, Option } from "effect"
 import { anonymousOwner } from "../../domain/Owner.ts"
+import { RunSnapshot } from "../../domain/Run.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { ApiKeys } from "./ApiKeys.ts"
 import { EventTokens } from "./EventTokens.ts"
@@ -26,8 +27,11 @@ export class Access extends Effect.Service<Access>()("turn-runner/Access", {
       anonymous: anonymousOwner,
       ownerOfBearer,
       ownerOfEventToken: tokens.ownerOf,
-      /** A token that lets `owner` follow `runId` from a browser; none without authentication. */
-      eventTokenFor: (owner: string, runId: string) => access.auth === "none" ? Effect.succeed(null) : tokens.issue(owner, runId)
+      /** The snapshot with the token that lets `owner` follow its run from a browser; as it is without authentication. */
+      withEventsToken: (owner: string, snapshot: RunSnapshot): Effect.Effect<RunSnapshot> =>
+        access.auth === "none"
+          ? Effect.succeed(snapshot)
+          : Effect.map(tokens.issue(owner, snapshot.run.id), (eventsToken) => new RunSnapshot({ ...snapshot, eventsToken }))
     } as const
   }),
   dependencies: [ApiKeys.Default, EventTokens.Default]

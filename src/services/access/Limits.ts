@@ -45,13 +45,15 @@ export class Limits extends Effect.Service<Limits>()("turn-runner/Limits", {
      * (checked before a streamed turn starts, counted while the stream is sent).
      */
     const eventStreams = {
-      overloaded: () =>
-        streams >= limits.sseClients
-          ? Option.some(new Overloaded({
+      /** Fails with 503 `overloaded` while the instance has no room for another stream. */
+      room: Effect.suspend(() =>
+        streams < limits.sseClients ? Effect.void : Effect.fail(
+          new Overloaded({
             message: `this instance has ${limits.sseClients} event streams open, as many as it may; try again shortly`,
             details: { retryAfterSeconds: 5 }
-          }))
-          : Option.none(),
+          })
+        )
+      ),
       opened: () => void streams++,
       closed: () => void streams--
     }

@@ -13,26 +13,24 @@ export class Ownership extends Effect.Service<Ownership>()("turn-runner/Ownershi
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const mine = (rows: ReadonlyArray<{ readonly owner: string }>, owner: string) => rows.length > 0 && rows[0]!.owner === owner
+    /** Passes when `read` names `owner`; otherwise `what` does not exist, as far as the caller can tell. */
+    const owned = (read: Effect.Effect<ReadonlyArray<{ readonly owner: string }>, unknown>, owner: string, what: string) =>
+      read.pipe(
+        Effect.orDie,
+        Effect.flatMap((rows) => rows[0]?.owner === owner ? Effect.void : Effect.fail(new NotFound({ message: `${what} does not exist` })))
+      )
 
     const chat = (chatId: ChatId, owner: string) =>
-      sql<{ readonly owner: string }>`SELECT owner FROM chats WHERE id = ${chatId}`.pipe(
-        Effect.orDie,
-        Effect.flatMap((rows) => mine(rows, owner) ? Effect.void : Effect.fail(new NotFound({ message: `chat ${chatId} does not exist` })))
-      )
+      owned(sql`SELECT owner FROM chats WHERE id = ${chatId}`, owner, `chat ${chatId}`)
 
     const run = (runId: RunId, owner: string) =>
-      sql<{ readonly owner: string }>`SELECT owner FROM pipeline_runs WHERE id = ${runId}`.pipe(
-        Effect.orDie,
-        Effect.flatMap((rows) => mine(rows, owner) ? Effect.void : Effect.fail(new NotFound({ message: `run ${runId} does not exist` })))
-      )
+      owned(sql`SELECT owner FROM pipeline_runs WHERE id = ${runId}`, owner, `run ${runId}`)
 
     const generation = (generationId: GenerationId, owner: string) =>
-      sql<{ readonly owner: string }>`SELECT r.owner FROM llm_generations g JOIN pipeline_runs r ON r.id = g.run_id WHERE g.id = ${generationId}`.pipe(
-        Effect.orDie,
-        Effect.flatMap((rows) =>
-          mine(rows, owner) ? Effect.void : Effect.fail(new NotFound({ message: `generation ${generationId} does not exist` }))
-        )
+      owned(
+        sql`SELECT r.owner FROM llm_generations g JOIN pipeline_runs r ON r.id = g.run_id WHERE g.id = ${generationId}`,
+        owner,
+        `generation ${generationId}`
       )
 
     return { chat, run, generation } as const

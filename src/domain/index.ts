@@ -1,0 +1,10 @@
+/** The domain: what the product is (ids, chats, runs, events, the report, errors, owners), for every entry. */
+export * from "./ApiErrors.ts"
+export * from "./Chat.ts"
+export * from "./Generation.ts"
+export * from "./Ids.ts"
+export * from "./Owner.ts"
+export * from "./Prompt.ts"
+export * from "./Run.ts"
+export * from "./RunEvent.ts"
+export * from "./RunReport.ts"
