@@ -121,3 +121,17 @@ export const service = (name: string, child: Child, clients: Clients, authorizat
     abort: (runId) => json(agent, new URL(`/runs/${runId}/abort`, child.url), "POST", undefined, headersOf(spec))
   }
 }
+
+/** The service as every arm C runs it, against `upstream`. */
+export const serviceEnv = (upstream: Child) => ({
+  LLM_PROVIDER: "openai",
+  OPENAI_BASE_URL: new URL("/v1", upstream.url).href,
+  LLM_MODEL: "bench",
+  SHUTDOWN_GRACE_MS: "0",
+  // The benchmark is one owner opening hundreds of streams: spec 85's per-owner and per-instance
+  // limits (4 live runs an owner, 60 turns a minute, 1000 live runs) would refuse it.
+  MAX_LIVE_RUNS_PER_OWNER: "1000000",
+  MAX_LIVE_RUNS: "1000000",
+  MAX_SSE_CLIENTS: "1000000",
+  TURN_RATE_PER_OWNER: "100000000"
+})

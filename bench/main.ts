@@ -23,7 +23,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import pg from "pg"
-import { type Arm, direct, service } from "./Arms.ts"
+import { type Arm, direct, service, serviceEnv } from "./Arms.ts"
 import { type Clients, startClients } from "./Clients.ts"
 import { type Child, serviceDir, startListener, startNpmService } from "./Processes.ts"
 import { writeMarkdown } from "./Report.ts"
@@ -108,18 +108,6 @@ export interface Results {
 const children: Array<{ stop: () => Promise<void> }> = []
 const cleanups: Array<() => Promise<void>> = []
 
-const serviceEnv = (upstream: Child) => ({
-  LLM_PROVIDER: "openai",
-  OPENAI_BASE_URL: new URL("/v1", upstream.url).href,
-  LLM_MODEL: "bench",
-  SHUTDOWN_GRACE_MS: "0",
-  // The benchmark is one owner opening hundreds of streams: spec 85's per-owner and per-instance
-  // limits (4 live runs an owner, 60 turns a minute, 1000 live runs) would refuse it.
-  MAX_LIVE_RUNS_PER_OWNER: "1000000",
-  MAX_LIVE_RUNS: "1000000",
-  MAX_SSE_CLIENTS: "1000000",
-  TURN_RATE_PER_OWNER: "100000000"
-})
 
 /** A database of its own on the server `BENCH_DATABASE_URL` names, dropped at the end. */
 const benchDatabase = async (url: string, suffix: string) => {

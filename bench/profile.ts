@@ -3,29 +3,26 @@
  * V8's CPU profiler on, for finding where its time goes. `paced`: 50 streams at 50 tokens/s;
  * `short`: 10-token turns back to back from 16 clients. The service runs on `BENCH_DATABASE_URL`
  * as it is (use a scratch database) or on a fresh PGlite directory; the profile lands in
- * `bench/profiles/<load>/` (open it in Chrome DevTools or speedscope).
+ * `bench/profiles/<load>/` (open it in Chrome DevTools or speedscope). `--no-profile` runs the same load
+ * without the profiler, for its figures alone.
  */
 import { mkdtempSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { service } from "./Arms.ts"
+import { service, serviceEnv } from "./Arms.ts"
 import { startClients } from "./Clients.ts"
 import { startListener, startService } from "./Processes.ts"
 import * as Scenarios from "./Scenarios.ts"
 
 const load = process.argv[2] === "short" ? "short" : "paced"
+/** `--no-profile`: the same load without the profiler, for its figures alone. */
+const profiling = !process.argv.includes("--no-profile")
 const dir = Path.resolve("bench/profiles", load)
 const upstream = await startListener("upstream", "bench/upstream.ts")
 const database = process.env.BENCH_DATABASE_URL === undefined
   ? { DATA_DIR: mkdtempSync(Path.join(Os.tmpdir(), "turn-runner-profile-")) }
   : { DATABASE_URL: process.env.BENCH_DATABASE_URL }
-const child = await startService("C", {
-  LLM_PROVIDER: "openai",
-  OPENAI_BASE_URL: new URL("/v1", upstream.url).href,
-  LLM_MODEL: "bench",
-  SHUTDOWN_GRACE_MS: "0",
-  ...database
-}, ["--cpu-prof", `--cpu-prof-dir=${dir}`])
+const child = await startService("C", { ...serviceEnv(upstream), ...database }, profiling ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [])
 const clients = await startClients()
 const arm = service("C", child, clients)
 const bench = { clients, upstream }
@@ -39,4 +36,4 @@ try {
   await clients.stop()
   await upstream.stop()
 }
-console.log(`profile written to ${dir}`)
+if (profiling) console.log(`profile written to ${dir}`)

@@ -1,25 +1,25 @@
-import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Chunk, Effect, Stream } from "effect"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { Effect } from "effect"
+import type { Scope } from "effect"
+import { Readable } from "node:stream"
 import * as Zlib from "node:zlib"
 import { isTerminal } from "../domain/RunEvent.ts"
-import type { JournalEntry } from "../services/journal/Journal.ts"
 import * as Metrics from "../services/observability/Metrics.ts"
-import type { FollowOptions } from "../services/runner/RunEvents.ts"
-import { encodeEvent, keepAlive, sseResponse } from "./Sse.ts"
-
-const encoder = new TextEncoder()
+import type { Follower } from "../services/runner/RunEvents.ts"
+import { encodeEvent, keepAlive, sseHeaders } from "./Sse.ts"
 
 /**
- * A run's events as an SSE response: `follow` gets the frames already encoded (one string per
- * event, a keep-alive comment whenever nothing was sent for `keepAliveMs`), and whatever piled up
- * leaves as one write. With `gzip` the response is compressed, each write flushed at once (the
- * envelope repeats in every event, so a delta costs a few dozen bytes on the wire). With
- * `onDisconnect`, a client that goes away before the terminal event triggers it (the
- * `abortOnDisconnect` of a turn request).
+ * A run's events as an SSE response. The follower writes each batch of events, framed, into the
+ * response body as it is delivered (for a live run, in the very pass that read the model's
+ * chunk: no fiber and no stream stage per token), with a keep-alive comment whenever nothing was
+ * sent for `keepAliveMs`. The subscription belongs to the request's scope, which closes once the
+ * terminal event is written or the client goes away. With `gzip` the body is compressed, each
+ * write flushed at once (the envelope repeats in every event, so a delta costs a few dozen bytes
+ * on the wire). With `onDisconnect`, a client that goes away before the terminal event triggers
+ * it (the `abortOnDisconnect` of a turn request).
  */
 export const runEventsResponse = (
-  follow: (options: FollowOptions<string>) => Stream.Stream<string>,
+  subscribe: (follower: Follower) => Effect.Effect<void, never, Scope.Scope>,
   options: {
     readonly keepAliveMs: number
     readonly gzip: boolean
@@ -27,34 +27,42 @@ export const runEventsResponse = (
     /** Counts the open streams (spec 85, `MAX_SSE_CLIENTS`). */
     readonly streams: { readonly opened: () => void; readonly closed: () => void }
   }
-): HttpServerResponse.HttpServerResponse => {
-  let delivered = false
-  const frames = follow({
-    encode: (entry: JournalEntry) => {
-      if (isTerminal(entry.type)) delivered = true
-      return encodeEvent({ id: entry.seq, event: entry.type, data: entry.json })
-    },
-    heartbeat: { everyMs: options.keepAliveMs, value: keepAlive }
-  })
-  const body = Stream.suspend(() => {
-    Metrics.move(Metrics.sseClients, 1)
-    options.streams.opened()
-    return frames
-  }).pipe(
-    Stream.mapChunks((chunk) => Chunk.of(encoder.encode(Chunk.join(chunk, "")))),
-    Stream.ensuring(Effect.sync(() => {
-      Metrics.move(Metrics.sseClients, -1)
-      options.streams.closed()
-    })),
-    Stream.ensuring(Effect.suspend(() => delivered || options.onDisconnect === undefined ? Effect.void : options.onDisconnect))
-  )
-  return options.gzip
-    ? sseResponse(
-      NodeStream.pipeThroughSimple(body, () => Zlib.createGzip({ flush: Zlib.constants.Z_SYNC_FLUSH })).pipe(Stream.orDie),
-      { headers: { "content-encoding": "gzip", vary: "accept-encoding" } }
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let delivered = false
+    const body = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        Metrics.move(Metrics.sseClients, 1)
+        options.streams.opened()
+        return new Readable({ read() {} })
+      }),
+      (body) =>
+        Effect.suspend(() => {
+          body.destroy()
+          Metrics.move(Metrics.sseClients, -1)
+          options.streams.closed()
+          return delivered || options.onDisconnect === undefined ? Effect.void : options.onDisconnect
+        })
     )
-    : sseResponse(body, { headers: { vary: "accept-encoding" } })
-}
+    yield* subscribe({
+      events: (entries) => {
+        let frames = ""
+        for (const entry of entries) {
+          if (isTerminal(entry.type)) delivered = true
+          frames += encodeEvent({ id: entry.seq, event: entry.type, data: entry.json })
+        }
+        body.push(frames)
+      },
+      end: () => body.push(null),
+      keepAlive: { everyMs: options.keepAliveMs, send: () => body.push(keepAlive) }
+    })
+    return options.gzip
+      ? HttpServerResponse.raw(body.pipe(Zlib.createGzip({ flush: Zlib.constants.Z_SYNC_FLUSH })), {
+        contentType: "text/event-stream",
+        headers: { ...sseHeaders, "content-encoding": "gzip", vary: "accept-encoding" }
+      })
+      : HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: { ...sseHeaders, vary: "accept-encoding" } })
+  })
 
 /** Whether the client takes a gzip-compressed answer (`Accept-Encoding`, a `q=0` refuses it). */
 export const acceptsGzip = (acceptEncoding: string | undefined) =>

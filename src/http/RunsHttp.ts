@@ -43,7 +43,7 @@ export const RunsHttp = HttpApiBuilder.group(Api, "runs", (handlers) =>
             // Past a finished run's terminal event: 204, the one answer that stops an `EventSource` (spec 60).
             if (!(yield* runs.hasEventsAfter(path.runId, after))) return HttpServerResponse.empty({ status: 204 })
             yield* limits.eventStreams.room
-            return runEventsResponse((options) => events.follow(path.runId, after, options), {
+            return yield* runEventsResponse((follower) => events.subscribe(path.runId, after, follower), {
               keepAliveMs: config.sseKeepaliveMs,
               gzip: acceptsGzip(request.headers["accept-encoding"]),
               streams: limits.eventStreams

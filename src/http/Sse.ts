@@ -1,5 +1,3 @@
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import type { Stream } from "effect"
 
 /** One event on the wire (spec 60): `id` is the run's `seq`, `event` its type, `data` its JSON. */
 export interface SseEvent {
@@ -18,18 +16,9 @@ export const encodeEvent = (event: SseEvent): string =>
 /** A comment line: ignored by `EventSource`, it only keeps proxies and idle timeouts from closing the connection. */
 export const keepAlive = ": keep-alive\n\n"
 
-/** Serves an SSE body with the headers of spec 60 (no caching, no proxy buffering). */
-export const sseResponse = (
-  body: Stream.Stream<Uint8Array, never>,
-  init?: { readonly status?: number; readonly headers?: Record<string, string> }
-): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.stream(body, {
-    status: init?.status ?? 200,
-    contentType: "text/event-stream",
-    headers: {
-      "cache-control": "no-cache",
-      "x-accel-buffering": "no",
-      connection: "keep-alive",
-      ...init?.headers
-    }
-  })
+/** The headers of an SSE answer beside its content type (spec 60): no caching, no proxy buffering. */
+export const sseHeaders = {
+  "cache-control": "no-cache",
+  "x-accel-buffering": "no",
+  connection: "keep-alive"
+} as const

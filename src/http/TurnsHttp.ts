@@ -40,7 +40,7 @@ export const TurnsHttp = HttpApiBuilder.group(Api, "turns", (handlers) =>
         if (wantsEventStream(request.headers.accept)) {
           yield* limits.eventStreams.room
           const started = yield* start(owner)
-          return runEventsResponse((options) => started.run.follow(0, options), {
+          return yield* runEventsResponse((follower) => started.run.subscribe(0, follower), {
             keepAliveMs: config.sseKeepaliveMs,
             gzip: acceptsGzip(request.headers["accept-encoding"]),
             onDisconnect: abortOnDisconnect ? started.run.abortInBackground("client_disconnect") : undefined,

@@ -1,9 +1,11 @@
 import { HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Clock, Deferred, Effect, Fiber, Option, Stream, TestClock } from "effect"
-import { encodeEvent, keepAlive, type SseEvent, sseResponse } from "../../src/http/Sse.ts"
-import * as Feed from "../../src/services/runner/Feed.ts"
+import { Chunk, Deferred, Effect, Exit, Scope, Stream, TestClock } from "effect"
+import { runEventsResponse } from "../../src/http/RunEventsSse.ts"
+import { encodeEvent, keepAlive, type SseEvent } from "../../src/http/Sse.ts"
+import type { JournalEntry } from "../../src/services/journal/Journal.ts"
+import { Heartbeats } from "../../src/services/runner/Heartbeats.ts"
 import { collectEvents, openSse, parseSse, type SseFrame, type SseMessage } from "../support/SseClient.ts"
 
 const event = (id: number): SseEvent => ({ id, event: "llm.stream.delta", data: JSON.stringify({ seq: id }) })
@@ -11,33 +13,28 @@ const event = (id: number): SseEvent => ({ id, event: "llm.stream.delta", data: 
 /** `event` emitted `ms` after the previous part of the stream ended. */
 const after = (ms: number, sseEvent: SseEvent) => Stream.fromEffect(Effect.as(Effect.sleep(ms), sseEvent))
 
-/** Runs a body under the TestClock, noting the virtual time at which each piece of text was emitted. */
-const timeline = (body: Stream.Stream<Uint8Array>) =>
-  body.pipe(
-    Stream.decodeText(),
-    Stream.mapEffect((text) => Effect.map(Clock.currentTimeMillis, (at) => [at, text] as const)),
-    Stream.runCollect,
-    Effect.map(Chunk.toReadonlyArray),
-    Effect.fork
-  )
-
 const encoder = new TextEncoder()
 
 /**
- * An SSE body as the run's followers build it: frames fed from outside (here from `events`) into a
- * `Feed` whose heartbeat is the keep-alive comment.
+ * An SSE response as the run's followers build it, its events taken from `events`: the follower is
+ * fed from a fiber in the request's scope, its keep-alives kept by `Heartbeats`.
  */
-const toSseBody = <E>(events: Stream.Stream<SseEvent, E>, options: { readonly keepAliveMs: number }) =>
-  Stream.unwrapScoped(Effect.gen(function*() {
-    const feed = yield* Feed.make({ heartbeat: { everyMs: options.keepAliveMs, value: keepAlive } })
-    const failed = yield* Deferred.make<never, E>()
-    yield* events.pipe(
-      Stream.runForEach((event) => Effect.sync(() => feed.offer(encodeEvent(event)))),
-      Effect.matchCauseEffect({ onSuccess: () => Effect.sync(feed.end), onFailure: (cause) => Deferred.failCause(failed, cause) }),
-      Effect.forkScoped
-    )
-    return Stream.merge(feed.stream, Stream.fromEffect(Deferred.await(failed)), { haltStrategy: "either" })
-  })).pipe(Stream.map((text) => encoder.encode(text)))
+const sseOf = (events: Stream.Stream<SseEvent>, options: { readonly keepAliveMs: number }) =>
+  Effect.flatMap(Heartbeats, (heartbeats) => runEventsResponse((follower) =>
+    Effect.gen(function*() {
+      const { keepAlive } = follower
+      const heartbeat = keepAlive === undefined ? undefined : yield* heartbeats.register(keepAlive.everyMs, keepAlive.send)
+      yield* events.pipe(
+        Stream.runForEach((event) =>
+          Effect.sync(() => {
+            follower.events([{ seq: event.id, type: event.event as JournalEntry["type"], json: event.data }])
+            heartbeat?.touch()
+          })
+        ),
+        Effect.zipRight(Effect.sync(follower.end)),
+        Effect.forkScoped
+      )
+    }), { keepAliveMs: options.keepAliveMs, gzip: false, streams: { opened: () => {}, closed: () => {} } }))
 
 /** Parses the given network chunks and drops `receivedAt`, which depends on real time. */
 const parse = (...chunks: ReadonlyArray<string | Uint8Array>) =>
@@ -66,53 +63,51 @@ describe("encodeEvent", () => {
   })
 })
 
-describe("an SSE body fed to a Feed with a keep-alive heartbeat", () => {
-  it.effect("frames the events and ends when they end", () =>
+describe("Heartbeats", () => {
+  it.effect("beats only after a whole idle period, the period restarting after every touch and every beat", () =>
     Effect.gen(function*() {
-      const text = yield* toSseBody(Stream.make(event(1), event(2)), { keepAliveMs: 15_000 }).pipe(
-        Stream.decodeText(),
-        Stream.mkString
-      )
-      expect(text).toBe(encodeEvent(event(1)) + encodeEvent(event(2)))
-    }))
+      const at: Array<number> = []
+      const heartbeats = yield* Heartbeats
+      const heartbeat = yield* heartbeats.register(15_000, () => at.push(0))
+      const times: Array<number> = []
+      yield* TestClock.adjust("5 seconds")
+      heartbeat.touch()
+      for (let second = 5; second < 40; second++) {
+        yield* TestClock.adjust("1 second")
+        if (at.length > times.length) times.push(second + 1)
+      }
+      // Touched at 5 s: due at 20 s, then every 15 s.
+      expect(times).toEqual([20, 35])
+    }).pipe(Effect.scoped, Effect.provide(Heartbeats.Default)))
 
-  it.effect("sends a keep-alive only after a whole idle period, restarting the timer after every write", () =>
+  it.effect("never beats while touched more often than the period", () =>
     Effect.gen(function*() {
-      const events = Stream.make(event(1)).pipe(Stream.concat(after(5_000, event(2))), Stream.concat(after(35_000, event(3))))
-      const fiber = yield* timeline(toSseBody(events, { keepAliveMs: 15_000 }))
-      yield* TestClock.adjust("40 seconds")
-      // The body ended with the last event: nothing more, not even a keep-alive, follows it.
-      expect(yield* Fiber.poll(fiber)).toEqual(Option.some(expect.anything()))
-      expect(yield* Fiber.join(fiber)).toEqual([
-        [0, encodeEvent(event(1))],
-        [5_000, encodeEvent(event(2))],
-        [20_000, keepAlive],
-        [35_000, keepAlive],
-        [40_000, encodeEvent(event(3))]
-      ])
-    }))
+      const at: Array<number> = []
+      const heartbeats = yield* Heartbeats
+      const heartbeat = yield* heartbeats.register(15_000, () => at.push(0))
+      for (let i = 0; i < 4; i++) {
+        yield* TestClock.adjust("14 seconds")
+        heartbeat.touch()
+      }
+      expect(at).toEqual([])
+    }).pipe(Effect.scoped, Effect.provide(Heartbeats.Default)))
 
-  it.effect("sends no keep-alive while events come faster than the period", () =>
+  it.effect("keeps each follower's own period, a shorter one registered later included, and stops with the scope", () =>
     Effect.gen(function*() {
-      const events = Stream.make(event(1)).pipe(
-        Stream.concat(after(14_000, event(2))),
-        Stream.concat(after(14_000, event(3))),
-        Stream.concat(after(14_000, event(4)))
-      )
-      const fiber = yield* timeline(toSseBody(events, { keepAliveMs: 15_000 }))
-      yield* TestClock.adjust("1 minute")
-      const texts = (yield* Fiber.join(fiber)).map(([, text]) => text)
-      expect(texts).toEqual([1, 2, 3, 4].map((id) => encodeEvent(event(id))))
-    }))
+      const heartbeats = yield* Heartbeats
+      const slow: Array<number> = []
+      const fast: Array<number> = []
+      yield* heartbeats.register(10_000, () => slow.push(0))
+      yield* TestClock.adjust("1 second")
+      const scope = yield* Scope.make()
+      yield* heartbeats.register(2_000, () => fast.push(0)).pipe(Scope.extend(scope))
+      yield* TestClock.adjust("3 seconds") // 4 s: fast beat at 3 s
+      expect([slow.length, fast.length]).toEqual([0, 1])
+      yield* Scope.close(scope, Exit.void)
+      yield* TestClock.adjust("7 seconds") // 11 s: slow beat at 10 s, fast no more
+      expect([slow.length, fast.length]).toEqual([1, 1])
+    }).pipe(Effect.scoped, Effect.provide(Heartbeats.Default)))
 
-  it.effect("fails with the events' failure", () =>
-    Effect.gen(function*() {
-      const error = yield* toSseBody(Stream.make(event(1)).pipe(Stream.concat(Stream.fail("boom"))), { keepAliveMs: 15_000 }).pipe(
-        Stream.runDrain,
-        Effect.flip
-      )
-      expect(error).toBe("boom")
-    }))
 })
 
 describe("parseSse", () => {
@@ -185,7 +180,7 @@ describe("an SSE response over HTTP", () => {
       const events = Stream.make(event(1)).pipe(
         Stream.concat(Stream.fromEffect(Effect.as(Deferred.await(firstReceived), event(2))))
       )
-      yield* HttpServer.serveEffect(Effect.succeed(sseResponse(toSseBody(events, { keepAliveMs: 60_000 }))))
+      yield* HttpServer.serveEffect(sseOf(events, { keepAliveMs: 60_000 }))
 
       const { headers, messages, status } = yield* openSse(HttpClientRequest.get("/events"))
       expect(status).toBe(200)
@@ -202,12 +197,12 @@ describe("an SSE response over HTTP", () => {
         { id: "1", event: "llm.stream.delta", data: { seq: 1 } },
         { id: "2", event: "llm.stream.delta", data: { seq: 2 } }
       ])
-    }).pipe(Effect.timeout("5 seconds"), Effect.scoped, Effect.provide(NodeHttpServer.layerTest)))
+    }).pipe(Effect.timeout("5 seconds"), Effect.scoped, Effect.provide([NodeHttpServer.layerTest, Heartbeats.Default])))
 
   it.live("sends keep-alives while the stream is idle", () =>
     Effect.gen(function*() {
       const events = Stream.make(event(1)).pipe(Stream.concat(after(300, event(2))))
-      yield* HttpServer.serveEffect(Effect.succeed(sseResponse(toSseBody(events, { keepAliveMs: 50 }))))
+      yield* HttpServer.serveEffect(sseOf(events, { keepAliveMs: 50 }))
       const { messages } = yield* openSse(HttpClientRequest.get("/events"))
       const received: ReadonlyArray<SseMessage> = yield* messages.pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
       const seen = received.map((message) => message._tag === "Event" ? message.id : message._tag === "Comment" ? message.text : "retry")
@@ -216,5 +211,5 @@ describe("an SSE response over HTTP", () => {
       expect(seen.at(-1)).toBe("2")
       expect(seen.length).toBeGreaterThanOrEqual(4)
       expect(new Set(seen.slice(1, -1))).toEqual(new Set(["keep-alive"]))
-    }).pipe(Effect.scoped, Effect.provide(NodeHttpServer.layerTest)))
+    }).pipe(Effect.scoped, Effect.provide([NodeHttpServer.layerTest, Heartbeats.Default])))
 })

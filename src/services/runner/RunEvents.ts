@@ -1,4 +1,5 @@
-import { Duration, Effect, Mailbox, Option, Stream } from "effect"
+import { Duration, Effect, Exit, Mailbox, Option, Stream } from "effect"
+import type { Scope } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import { isTerminal } from "../../domain/RunEvent.ts"
 import type { RunEvent } from "../../domain/RunEvent.ts"
@@ -7,10 +8,23 @@ import { Relay } from "../cluster/Relay.ts"
 import type { RelayMessage } from "../cluster/Relay.ts"
 import { Journal } from "../journal/Journal.ts"
 import type { JournalEntry } from "../journal/Journal.ts"
-import * as Feed from "./Feed.ts"
+import { Heartbeats } from "./Heartbeats.ts"
 import { LiveRuns } from "./LiveRuns.ts"
 
-/** How a follower wants the events: each entry as an `A`, and what to send while nothing happens. */
+/**
+ * Where a follower's events go, as they come: plain synchronous code, called in `seq` order, each
+ * event once (several at a time when they piled up), from the run's own emission when it is live
+ * here. Writing them to a socket from there is the token's whole path.
+ */
+export interface Follower {
+  readonly events: (entries: ReadonlyArray<JournalEntry>) => void
+  /** After the terminal event: nothing more comes. */
+  readonly end: () => void
+  /** Called whenever nothing was delivered for `everyMs` (an SSE keep-alive); never after the end. */
+  readonly keepAlive?: { readonly everyMs: number; readonly send: () => void } | undefined
+}
+
+/** How a follower wants the events as a `Stream`: each entry as an `A`, and what to send while nothing happens. */
 export interface FollowOptions<A> {
   readonly encode: (entry: JournalEntry) => A
   /** Offered whenever nothing else was for `everyMs` (an SSE keep-alive); never after the end. */
@@ -26,8 +40,9 @@ export const asRunEvents: FollowOptions<RunEvent> = { encode: (entry) => JSON.pa
  * Following a run's events (spec 60, "Journal and resume"): every consumer (the client that
  * started the turn, a duplicate that attached, `GET /runs/{runId}/events`) gets the same events
  * with the same `seq`, from any point, without a gap or a duplicate, ending after the terminal
- * event. A live run's events go from its log straight into the follower's mailbox, encoded on the
- * way (no fiber and no stream stage per event); the follower drains whatever piled up at once.
+ * event. `subscribe` hands a live run's events from its log straight to the follower, in the same
+ * synchronous pass that emitted them (no fiber and no stream stage per event); `follow` offers
+ * them as a `Stream`, drained whatever piled up at once.
  */
 export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvents", {
   effect: Effect.gen(function*() {
@@ -35,29 +50,43 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
     const journal = yield* Journal
     const live = yield* LiveRuns
     const relay = yield* Relay
+    const heartbeats = yield* Heartbeats
     const pollInterval = Duration.millis(config.flushIntervalMs)
     /** How long a follower of a run elsewhere waits for its owner before reading the journal anyway. */
     const backstop = Duration.seconds(1)
 
-    const follow = <A = JournalEntry>(
-      runId: RunId,
-      after: number,
-      options: FollowOptions<A> = asEntries as unknown as FollowOptions<A>
-    ): Stream.Stream<A> =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        const feed = yield* Feed.make<A>({ heartbeat: options.heartbeat })
+    // A follower's reads are short and are let finish when it goes away: interrupting one would
+    // cancel its statement by backend id, and the cancel can reach the connection's next statement.
+    const read = (runId: RunId, after: number, upTo?: number) => Effect.uninterruptible(journal.read(runId, after, upTo))
+    const terminalSeq = (runId: RunId) => Effect.uninterruptible(journal.terminalSeq(runId))
+
+    /** `follower` gets the run's events after `after`, from the journal and then live, until the scope closes. */
+    const subscribe = (runId: RunId, after: number, follower: Follower): Effect.Effect<void, never, Scope.Scope> =>
+      Effect.gen(function*() {
         let last = after
         let ended = false
+        const { keepAlive } = follower
+        const heartbeat = keepAlive !== undefined && keepAlive.everyMs > 0
+          ? yield* heartbeats.register(keepAlive.everyMs, () => {
+            if (!ended) keepAlive.send()
+          })
+          : undefined
         const deliver = (entries: ReadonlyArray<JournalEntry>) => {
+          if (ended) return
+          let fresh: Array<JournalEntry> | undefined
           for (const entry of entries) {
-            if (entry.seq <= last || ended) continue
+            if (entry.seq <= last) continue
             last = entry.seq
-            feed.offer(options.encode(entry))
+            ;(fresh ??= []).push(entry)
             if (isTerminal(entry.type)) {
               ended = true
-              feed.end()
+              break
             }
           }
+          if (fresh === undefined) return
+          follower.events(fresh)
+          heartbeat?.touch()
+          if (ended) follower.end()
         }
 
         const log = live.logOf(runId)
@@ -92,7 +121,7 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
           const inbox = yield* Mailbox.make<RelayMessage>()
           const { announce } = yield* relay.follow(runId, (message) => inbox.unsafeOffer(message))
           yield* Effect.gen(function*() {
-            take(yield* journal.read(runId, last))
+            take(yield* read(runId, last))
             while (!ended) {
               const message = yield* inbox.take.pipe(
                 Effect.timeout(relay.listening() ? backstop : pollInterval),
@@ -101,33 +130,58 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
               if (Option.isSome(message)) {
                 const first = message.value.entries[0]?.seq ?? message.value.journaledSeq + 1
                 if (first > last + 1 && message.value.journaledSeq > last) {
-                  take(yield* journal.read(runId, last, Math.min(message.value.journaledSeq, first - 1)))
+                  take(yield* read(runId, last, Math.min(message.value.journaledSeq, first - 1)))
                 }
                 take(message.value.entries)
                 continue
               }
               // Nothing for a while: the journal (the owner may have died and been swept), and ask again.
-              const entries = yield* journal.read(runId, last)
+              const entries = yield* read(runId, last)
               if (entries.length > 0) take(entries)
-              else if (Option.isSome(yield* journal.terminalSeq(runId))) return feed.end()
+              else if (Option.isSome(yield* terminalSeq(runId))) return endWithout()
               announce()
             }
           }).pipe(Effect.forkScoped)
         } else {
           // Not live here, one process (finished, or its process died): its journal, polled.
           yield* Effect.gen(function*() {
-            while (true) {
-              const entries = yield* journal.read(runId, last)
+            while (!ended) {
+              const entries = yield* read(runId, last)
               if (entries.length > 0) deliver(entries)
-              else if (Option.isSome(yield* journal.terminalSeq(runId))) return feed.end()
+              else if (Option.isSome(yield* terminalSeq(runId))) return endWithout()
               else yield* Effect.sleep(pollInterval)
             }
           }).pipe(Effect.forkScoped)
         }
-        return feed.stream
+
+        /** The journal ends before `after`'s next event: nothing to deliver, only the end. */
+        function endWithout() {
+          if (ended) return
+          ended = true
+          follower.end()
+        }
+      })
+
+    /** The run's events after `after` as a `Stream` of what `options` encodes (for programs that embed the runner). */
+    const follow = <A = JournalEntry>(
+      runId: RunId,
+      after: number,
+      options: FollowOptions<A> = asEntries as unknown as FollowOptions<A>
+    ): Stream.Stream<A> =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const mailbox = yield* Mailbox.make<A>()
+        const { heartbeat } = options
+        yield* subscribe(runId, after, {
+          events: (entries) => {
+            for (const entry of entries) mailbox.unsafeOffer(options.encode(entry))
+          },
+          end: () => void mailbox.unsafeDone(Exit.void),
+          keepAlive: heartbeat === undefined ? undefined : { everyMs: heartbeat.everyMs, send: () => mailbox.unsafeOffer(heartbeat.value) }
+        })
+        return Mailbox.toStream(mailbox)
       }))
 
-    return { follow } as const
+    return { subscribe, follow } as const
   }),
-  dependencies: [Journal.Default]
+  dependencies: [Journal.Default, Heartbeats.Default]
 }) {}

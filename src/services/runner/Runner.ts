@@ -1,5 +1,5 @@
 import { Clock, Deferred, Duration, Effect, Exit, Fiber, FiberMap, Option, Runtime, Schedule } from "effect"
-import type { Stream } from "effect"
+import type { Scope, Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import type { AbortReason } from "../../domain/Run.ts"
 import type { RunEvent } from "../../domain/RunEvent.ts"
@@ -22,7 +22,7 @@ import { PostStep } from "./PostStep.ts"
 import { PreStep } from "./PreStep.ts"
 import type { RunContext } from "./RunContext.ts"
 import { asRunEvents, RunEvents } from "./RunEvents.ts"
-import type { FollowOptions } from "./RunEvents.ts"
+import type { FollowOptions, Follower } from "./RunEvents.ts"
 import { runProgram } from "./RunProgram.ts"
 import { RunRows } from "./RunRows.ts"
 
@@ -33,6 +33,8 @@ export interface RunHandle {
   readonly events: Stream.Stream<RunEvent>
   /** The run's events after `after`, as `options` encodes them (spec 60). */
   readonly follow: <A>(after: number, options: FollowOptions<A>) => Stream.Stream<A>
+  /** The run's events after `after`, handed to `follower` as they come, while the scope lasts. */
+  readonly subscribe: (after: number, follower: Follower) => Effect.Effect<void, never, Scope.Scope>
   /** Aborts the run and waits until it is terminal; a finished run is left as it is. */
   readonly abort: (reason: AbortReason) => Effect.Effect<void>
   /** Aborts without waiting, in the runner's own scope: for callers that are going away (a disconnect). */
@@ -224,6 +226,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       runId,
       events: events.follow(runId, 0, asRunEvents),
       follow: (after, options) => events.follow(runId, after, options),
+      subscribe: (after, follower) => events.subscribe(runId, after, follower),
       abort: (reason) => abort(runId, reason),
       abortInBackground: (reason) =>
         Effect.asVoid(Effect.forkIn(live.has(runId) ? abortHere(runId, reason) : requestAbort(runId, reason), scope))
