@@ -16,10 +16,10 @@
  * `BENCH_SERVICE_DIR` starts the service from another checkout (default: the current directory).
  * `BENCH_ONLY=name,…` runs only those scenarios (`single`, `short`, `concurrency`, `cpu`, `tracing`, `auth`,
  * `ttftUnderLoad`, `abort`, `instances`, `memory`, `wire`, `writes`, `journal`, `idle`, `soak`)
- * and writes nothing.
+ * and writes their figures to `bench/tmp/results.json` only.
  */
 import { execFile } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import pg from "pg"
@@ -398,7 +398,11 @@ const run = async () => {
     failures,
     figures: { single, short, concurrency, cpu, ttftUnderLoad, abort, instances, tracing, authentication, memory, writes, wire, journal, idle, soak }
   }
-  if (only !== undefined) return log(`BENCH_ONLY=${only.join(",")}: nothing written`)
+  if (only !== undefined) {
+    mkdirSync("bench/tmp", { recursive: true })
+    writeFileSync("bench/tmp/results.json", `${JSON.stringify(results, null, 2)}\n`)
+    return log(`BENCH_ONLY=${only.join(",")}: the figures are in bench/tmp/results.json (BENCHMARKS.md is not written)`)
+  }
   writeFileSync("bench/results.json", `${JSON.stringify(results, null, 2)}\n`)
   writeMarkdown("BENCHMARKS.md", results)
   log("wrote bench/results.json and the table in BENCHMARKS.md")

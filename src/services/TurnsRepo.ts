@@ -4,6 +4,7 @@ import { Effect, Schema } from "effect"
 import type { ChatId, MessageId, RunId, VariantId } from "../domain/Ids.ts"
 import { PromptMessage } from "../domain/Prompt.ts"
 import { builtinPipeline } from "../domain/Run.ts"
+import { prepared } from "./db/PreparedPg.ts"
 import type { Trigger } from "../domain/Run.ts"
 
 /** What every new turn writes on its run row. */
@@ -121,7 +122,7 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
       turn: NewTurn,
       user: { readonly messageId: MessageId; readonly variantId: VariantId; readonly content: string }
     ): Effect.Effect<StartRow, SqlError> =>
-      sql`WITH ${checks(turn)},
+      sql`${sql.unsafe(prepared)} WITH ${checks(turn)},
           conflict AS (SELECT 1 FROM chat_messages WHERE id = ${user.messageId}),
           not_latest AS (SELECT 1 WHERE false),
           go AS (
@@ -150,7 +151,7 @@ export class TurnsRepo extends Effect.Service<TurnsRepo>()("turn-runner/TurnsRep
 
     /** A `regenerate` turn: a new, selected, empty variant of the chat's latest (assistant) message. */
     const startRegenerate = (turn: NewTurn): Effect.Effect<StartRow, SqlError> =>
-      sql`WITH ${checks(turn)},
+      sql`${sql.unsafe(prepared)} WITH ${checks(turn)},
           target AS (SELECT position FROM chat_messages WHERE id = ${turn.assistantMessageId} AND chat_id = ${turn.chatId}),
           conflict AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM target)),
           latest AS (SELECT id, role FROM chat_messages WHERE chat_id = ${turn.chatId} ORDER BY position DESC LIMIT 1),

@@ -1,9 +1,9 @@
 import type { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Option } from "effect"
 import type { Redacted } from "effect"
 import { AppConfig } from "../AppConfig.ts"
 import { MigrationsLive } from "./Migrations.ts"
+import * as PreparedPg from "./PreparedPg.ts"
 
 /**
  * The `SqlClient` the whole service runs on: real Postgres when `DATABASE_URL` is set, otherwise
@@ -13,7 +13,7 @@ import { MigrationsLive } from "./Migrations.ts"
 export const clientLayer = (databaseUrl: Option.Option<Redacted.Redacted>, dataDir: string) =>
   Option.match(databaseUrl, {
     onSome: (url): Layer.Layer<SqlClient.SqlClient, unknown> =>
-      PgClient.layer({ url, applicationName: "turn-runner", maxConnections: 20 }),
+      PreparedPg.layer({ url, applicationName: "turn-runner", maxConnections: 20 }),
     // Loaded only when used: a server on Postgres never reads PGlite's code.
     onNone: (): Layer.Layer<SqlClient.SqlClient, unknown> =>
       Layer.unwrapEffect(Effect.map(Effect.promise(() => import("./PgliteClient.ts")), (pglite) => pglite.layer({ dataDir })))
