@@ -30,6 +30,13 @@ export const runEventsResponse = (
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
   Effect.gen(function*() {
     let delivered = false
+    /** Set once the body ended or was destroyed: nothing more may be pushed into it. */
+    let done = false
+    const push = (text: string | null) => {
+      if (done) return
+      if (text === null) done = true
+      body.push(text)
+    }
     const body = yield* Effect.acquireRelease(
       Effect.sync(() => {
         Metrics.move(Metrics.sseClients, 1)
@@ -38,6 +45,7 @@ export const runEventsResponse = (
       }),
       (body) =>
         Effect.suspend(() => {
+          done = true
           body.destroy()
           Metrics.move(Metrics.sseClients, -1)
           options.streams.closed()
@@ -51,10 +59,10 @@ export const runEventsResponse = (
           if (isTerminal(entry.type)) delivered = true
           frames += encodeEvent({ id: entry.seq, event: entry.type, data: entry.json })
         }
-        body.push(frames)
+        push(frames)
       },
-      end: () => body.push(null),
-      keepAlive: { everyMs: options.keepAliveMs, send: () => body.push(keepAlive) }
+      end: () => push(null),
+      keepAlive: { everyMs: options.keepAliveMs, send: () => push(keepAlive) }
     })
     return options.gzip
       ? HttpServerResponse.raw(body.pipe(Zlib.createGzip({ flush: Zlib.constants.Z_SYNC_FLUSH })), {

@@ -3,13 +3,8 @@ import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import Pg from "pg"
+import { prepared } from "./Prepared.ts"
 
-/**
- * Begins a statement Postgres should parse and plan once per connection rather than at every
- * execution: a turn's start statement, run before every upstream request. Elsewhere (PGlite) it
- * is a comment.
- */
-export const prepared = "/* prepared */"
 
 /**
  * A `pg` client that sends a statement beginning with `prepared` as a named prepared statement

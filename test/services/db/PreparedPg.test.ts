@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
-import { prepared } from "../../../src/services/db/PreparedPg.ts"
+import { prepared } from "../../../src/services/db/Prepared.ts"
 import * as PreparedPg from "../../../src/services/db/PreparedPg.ts"
 
 const adminUrl = process.env.TEST_DATABASE_URL
