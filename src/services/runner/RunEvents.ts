@@ -103,7 +103,7 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
             (subscription) => Effect.sync(subscription.unsubscribe)
           )
           // Nothing to read when the client is already past what the journal holds (a new turn's client).
-          if (subscription.journaledSeq > after) deliver(yield* journal.read(runId, after, subscription.journaledSeq))
+          if (subscription.journaledSeq > after) deliver(yield* read(runId, after, subscription.journaledSeq))
           deliver(subscription.pending)
           deliver(held)
           held = undefined
