@@ -1,4 +1,3 @@
-
 /** One event on the wire (spec 60): `id` is the run's `seq`, `event` its type, `data` its JSON. */
 export interface SseEvent {
   readonly id: number

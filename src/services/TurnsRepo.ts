@@ -4,8 +4,8 @@ import { Effect, Schema } from "effect"
 import type { ChatId, MessageId, RunId, VariantId } from "../domain/Ids.ts"
 import { PromptMessage } from "../domain/Prompt.ts"
 import { builtinPipeline } from "../domain/Run.ts"
-import { prepared } from "./db/Prepared.ts"
 import type { Trigger } from "../domain/Run.ts"
+import { prepared } from "./db/Prepared.ts"
 
 /** What every new turn writes on its run row. */
 export interface NewTurn {

@@ -5,6 +5,16 @@ import { createHash } from "node:crypto"
 import Pg from "pg"
 import { prepared } from "./Prepared.ts"
 
+/** A marked statement's name, from its text (the texts are few: one per statement shape). */
+const names = new Map<string, string>()
+const nameOf = (text: string) => {
+  let name = names.get(text)
+  if (name === undefined) {
+    name = `turn_runner_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`
+    names.set(text, name)
+  }
+  return name
+}
 
 /**
  * A `pg` client that sends a statement beginning with `prepared` as a named prepared statement
@@ -15,8 +25,7 @@ class PreparingClient extends Pg.Client {
   override query(config: unknown, values?: unknown, callback?: unknown): never {
     const query = super.query as (...args: ReadonlyArray<unknown>) => never
     if (typeof config === "string" && config.startsWith(prepared) && Array.isArray(values)) {
-      const name = `turn_runner_${createHash("sha1").update(config).digest("hex").slice(0, 20)}`
-      return query.call(this, { name, text: config, values }, callback)
+      return query.call(this, { name: nameOf(config), text: config, values }, callback)
     }
     return query.call(this, config, values, callback)
   }

@@ -6,7 +6,7 @@ import { isTerminal } from "../../domain/RunEvent.ts"
 import { ChatsRepo } from "../ChatsRepo.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { asRunEvents, RunEvents } from "./RunEvents.ts"
-import type { FollowOptions, Follower } from "./RunEvents.ts"
+import type { FollowOptions } from "./RunEvents.ts"
 import { Runner } from "./Runner.ts"
 
 /** Reading, following and aborting runs: what the API offers over the runner and its rows. */
@@ -52,10 +52,6 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
     const follow = <A>(runId: RunId, after: number, options: FollowOptions<A>) =>
       Effect.as(exists(runId), events.follow(runId, after, options))
 
-    /** Hands the run's events after `after` to `follower` while the scope lasts; fails before anything if the run does not exist. */
-    const subscribe = (runId: RunId, after: number, follower: Follower) =>
-      Effect.zipRight(exists(runId), events.subscribe(runId, after, follower))
-
     /** The run's events after `after`, as values (for programs that embed the runner). */
     const eventsOf = (runId: RunId, after: number) => follow(runId, after, asRunEvents)
 
@@ -79,6 +75,6 @@ export class Runs extends Effect.Service<Runs>()("turn-runner/Runs", {
       return yield* ofRun(runId, repo.report(runId))
     })
 
-    return { snapshot, report, exists, hasEventsAfter, list, events: eventsOf, follow, subscribe, abort, abortGeneration } as const
+    return { snapshot, report, exists, hasEventsAfter, list, events: eventsOf, follow, abort, abortGeneration } as const
   })
 }) {}
