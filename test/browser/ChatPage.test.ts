@@ -16,6 +16,8 @@ describeInBrowser("the chat page", () => {
     const chat = await session.api<{ id: string }>("POST", "/chats", { title: "Otters" })
     const page = await watchedPage()
     await page.goto(`/ui/chats/${chat.id}`)
+    // The chat is loaded (its title shown) before the settings are opened: the page is settled.
+    await page.getByRole("heading", { name: "Otters" }).waitFor()
     await setSettings(page, settings)
     return { chatId: chat.id, page }
   }
@@ -46,7 +48,11 @@ describeInBrowser("the chat page", () => {
 
   const setSettings = async (page: Page, settings: Record<string, unknown>) => {
     const field = page.getByLabel(/Sent with each turn/)
-    if (!(await field.isVisible())) await page.getByText("Generation settings").click()
+    // Opened by its summary unless already open (asked of the element, not of what is painted yet).
+    if (!(await page.locator("details.settings").evaluate((details) => (details as unknown as { readonly open: boolean }).open))) {
+      await page.getByText("Generation settings").click()
+    }
+    await field.waitFor({ state: "visible" })
     await field.fill(JSON.stringify(settings))
   }
 
