@@ -201,7 +201,7 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
     const events = (rows: Batch["events"]) =>
       sql`events AS (
         INSERT INTO pipeline_run_events (run_id, seq, type, at, data)
-        SELECT x.r, x.s, x.t, x.a, x.d FROM json_to_recordset(${
+        SELECT x.r, x.s, x.t::run_event_type, x.a, x.d FROM json_to_recordset(${
         json(rows.map(({ record, runId }) => ({ r: runId, s: record.seq, t: record.type, a: new Date(record.at), d: record.data })))
       }::json) AS x(r uuid, s integer, t text, a timestamptz, d text)
         ON CONFLICT (run_id, seq) DO NOTHING

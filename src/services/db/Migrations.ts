@@ -7,6 +7,7 @@ import abortRequests from "./migrations/0004_abort_requests.ts"
 import runReport from "./migrations/0005_run_report.ts"
 import turnStops from "./migrations/0006_turn_stops.ts"
 import access from "./migrations/0007_access.ts"
+import journalEventType from "./migrations/0008_journal_event_type.ts"
 
 /** Versioned migrations, applied in order at start-up; a new one is a new entry here. */
 const loader = Migrator.fromRecord({
@@ -16,7 +17,8 @@ const loader = Migrator.fromRecord({
   "0004_abort_requests": abortRequests,
   "0005_run_report": runReport,
   "0006_turn_stops": turnStops,
-  "0007_access": access
+  "0007_access": access,
+  "0008_journal_event_type": journalEventType
 })
 
 /**

@@ -43,6 +43,30 @@ for (const database of testDatabases) {
         }
       }))
 
+    it.effect("a journal row's type is stored in four bytes and still reads and filters as text", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const chat = yield* seedChat
+        yield* insertRun(chat, { key: "user_message:journal", status: "done" })
+        const [run] = yield* sql<{ readonly id: string }>`SELECT id FROM pipeline_runs WHERE chat_id = ${chat.chatId}`
+        const runId = run!.id
+        const types = ["pipeline.run.started", "llm.stream.delta", "pipeline.run.done"]
+        yield* sql`INSERT INTO pipeline_run_events ${sql.insert(types.map((type, i) => ({
+          run_id: runId, seq: i + 1, type, at: new Date(), data: "Hi"
+        })))}`
+        const rows = yield* sql<{ readonly type: string; readonly bytes: number; readonly prefix: string }>`
+          SELECT type, pg_column_size(type) AS bytes, left(type, 3) AS prefix FROM pipeline_run_events
+          WHERE run_id = ${runId} AND type LIKE 'pipeline.%' AND type IN ('pipeline.run.started', 'pipeline.run.done')
+          ORDER BY type`
+        expect(rows).toEqual([
+          { type: "pipeline.run.done", bytes: 4, prefix: "pip" },
+          { type: "pipeline.run.started", bytes: 4, prefix: "pip" }
+        ])
+        const [delta] = yield* sql<{ readonly bytes: number }>`
+          SELECT pg_column_size(e.*) AS bytes FROM pipeline_run_events e WHERE run_id = ${runId} AND type = 'llm.stream.delta'`
+        expect(delta!.bytes).toBeLessThanOrEqual(64)
+      }))
+
     it.effect("migrating again applies nothing", () =>
       Effect.gen(function*() {
         expect(yield* migrate).toEqual([])
