@@ -120,14 +120,14 @@ export const table = (results: Results): string => {
 
   // -- Idle memory of `npm start`
   row(
-    `resident memory of everything \`npm start\` runs, idle after ${s.idle.warmupTurns} turns`,
+    `resident memory of everything \`npm start\` runs, idle ${s.idle.idleMs / 1000} s after ${s.idle.warmupTurns} turns (5 s after them, in brackets)`,
     "≤ 150 MiB on Postgres",
     "–",
     "–",
     (arm) => {
       const figures = idle[arm]
       if (figures === undefined) return "–"
-      const value = `${figures.rssMiB} MiB in ${figures.processes.length} processes`
+      const value = `${figures.rssMiB} MiB in ${figures.processes.length} processes (${figures.coolingMiB ?? "–"})`
       return isPostgres(arm) ? `${value} ${mark((figures.rssMiB ?? Infinity) <= 150)}` : `${value} (no target)`
     }
   )

@@ -806,6 +806,8 @@ export const wireBytes = async (
 export interface IdleMemoryFigures {
   /** Resident memory summed over every process `npm start` created, idle after the warm-up. */
   readonly rssMiB: number | null
+  /** The same 5 s after the warm-up: the runtime is still cooling down (V8 gives memory back once idle for some seconds). */
+  readonly coolingMiB: number | null
   readonly processes: ReadonlyArray<{ readonly pid: number; readonly command: string; readonly rssMiB: number | null }>
   readonly warmupTurns: number
   readonly failedTurns: number
@@ -813,7 +815,9 @@ export interface IdleMemoryFigures {
 
 /**
  * Resident memory of everything `npm start` runs: the arm's process tree (npm, its shell, any
- * launcher, the service) after `warmupTurns` short turns and `idleMs` with nothing to do.
+ * launcher, the service) after `warmupTurns` short turns and `idleMs` with nothing to do. V8 keeps
+ * the heap the load grew until it has been idle for some seconds (its memory reducer), so
+ * `idleMs` is long enough for that; the reading 5 s in is kept beside it.
  */
 export const idleMemory = async (
   arm: Arm,
@@ -827,10 +831,13 @@ export const idleMemory = async (
     maxTurns: options.warmupTurns,
     plan: { tokens: 10, ttftMs: 0, tps: 0 }
   })
-  await sleep(options.idleMs)
+  await sleep(5000)
+  const cooling = arm.process!.rssBytes()
+  await sleep(options.idleMs - 5000)
   const total = await settledRss(arm.process!)
   return {
     rssMiB: mib(total),
+    coolingMiB: mib(cooling),
     processes: arm.process!.pids().map((pid) => ({ pid, command: commandOf(pid).slice(0, 160), rssMiB: mib(rssBytes(pid)) })),
     warmupTurns: warmup.turns,
     failedTurns: warmup.failed

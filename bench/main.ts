@@ -48,7 +48,7 @@ const settings = quick
     writes: { tokens: [16, 1024], durationMs: 500, turns: 2 },
     wire: { tokens: 256, tps: 200 },
     journal: { turns: 2, tokens: 1024, tps: 4096 },
-    idle: { warmupTurns: 50, concurrency: 8, idleMs: 2000 },
+    idle: { warmupTurns: 50, concurrency: 8, idleMs: 6000 },
     soak: { durationMs: soakMs, concurrency: 8, idleMs: 3000 }
   }
   : {
@@ -68,8 +68,8 @@ const settings = quick
     writes: { tokens: [16, 1024], durationMs: 2000, turns: 4 },
     wire: { tokens: 1024, tps: 200 },
     journal: { turns: 8, tokens: 1024, tps: 4096 },
-    idle: { warmupTurns: 200, concurrency: 8, idleMs: 5000 },
-    soak: { durationMs: soakMs, concurrency: 20, idleMs: 10_000 }
+    idle: { warmupTurns: 200, concurrency: 8, idleMs: 15_000 },
+    soak: { durationMs: soakMs, concurrency: 20, idleMs: 15_000 }
   }
 
 export interface Results {
