@@ -5,6 +5,7 @@ import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } fro
 import type { PromptDraft } from "../domain/Prompt.ts"
 import type { AbortReason, RunStatus, StepStatus } from "../domain/Run.ts"
 import type { EventRecord } from "../domain/RunEventJson.ts"
+import { prepared } from "./db/Prepared.ts"
 
 /** A step row as it should be: inserted, or (while it is `running`) updated to this. */
 export interface StepState {
@@ -218,7 +219,7 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
       ]
       return parts.length === 0
         ? Effect.void
-        : sql`WITH ${sql.csv(parts)} SELECT 1`.pipe(Effect.asVoid, Effect.orDie, Effect.withSpan("BatchRepo.write"))
+        : sql`${sql.unsafe(prepared)} WITH ${sql.csv(parts)} SELECT 1`.pipe(Effect.asVoid, Effect.orDie, Effect.withSpan("BatchRepo.write"))
     }
 
     return { write } as const

@@ -2,9 +2,10 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient, SqlError, Statement } from "@effect/sql"
 import type { SqlConnection } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { PGlite, types } from "@electric-sql/pglite"
+import { parse, PGlite, protocol, types } from "@electric-sql/pglite"
 import { Effect, Layer, Stream } from "effect"
 import { mkdir } from "node:fs/promises"
+import { prepared } from "./Prepared.ts"
 
 /**
  * A `SqlClient` over an embedded PGlite, so code written against `SqlClient` runs unchanged on
@@ -15,6 +16,10 @@ import { mkdir } from "node:fs/promises"
  * holds it from BEGIN to COMMIT/ROLLBACK. Statements inside a transaction reuse the transaction's
  * connection without asking for the permit again (`Client.make` looks the connection up in the
  * fiber's context), so they do not deadlock.
+ *
+ * A statement marked `prepared` (`Prepared.ts`) is parsed and described once, under a name, and
+ * then only bound and executed: PGlite's `query` parses, describes, binds, describes and executes
+ * every time, in six calls into the backend, where a prepared one takes one call and no parsing.
  */
 export interface PgliteClientOptions {
   /** `"memory"` for an in-memory database, otherwise a directory (created if missing). */
@@ -66,12 +71,44 @@ export const make = (options: PgliteClientOptions) =>
 
     const params = (values: ReadonlyArray<unknown>) => values.map(toParam)
 
+    const { serialize } = protocol
+    const statements = new Map<string, { readonly name: string; readonly paramTypes: ReadonlyArray<number> }>()
+    const describe = async (text: string) => {
+      const name = `prepared_${statements.size + 1}`
+      const { messages } = await db.execProtocol(
+        Buffer.concat([serialize.parse({ name, text }), serialize.describe({ type: "S", name }), serialize.sync()]),
+        { syncToFs: false }
+      )
+      const statement = { name, paramTypes: parse.parseDescribeStatementResults(messages) }
+      statements.set(text, statement)
+      return statement
+    }
+    // Values serialized by the parameter types the server inferred, as PGlite's `query` does.
+    const queryPrepared = (text: string, values: ReadonlyArray<unknown>) =>
+      db.runExclusive(async () => {
+        const { name, paramTypes } = statements.get(text) ?? await describe(text)
+        const bound = params(values).map((value, i) => {
+          if (value === null || value === undefined) return null
+          const serializer = db.serializers[paramTypes[i]!]
+          return serializer ? serializer(value) : String(value)
+        })
+        const { messages } = await db.execProtocol(Buffer.concat([
+          serialize.bind({ statement: name, values: bound }),
+          serialize.describe({ type: "P" }),
+          serialize.execute({}),
+          serialize.sync()
+        ]))
+        return parse.parseResults(messages, db.parsers)[0]!.rows as Array<object>
+      })
+
     // Without parameters use the simple protocol (multi-statement SQL, as `pg` does for `[]`);
     // several statements yield an array of row arrays, again as `pg`.
     const rows = (sql: string, values: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<object>, SqlError.SqlError> =>
       values.length === 0
         ? Effect.map(run(() => db.exec(sql)), (results) =>
           results.length === 1 ? results[0]!.rows : results.map((r) => r.rows))
+        : sql.startsWith(prepared)
+        ? run(() => queryPrepared(sql, values))
         : Effect.map(run(() => db.query<object>(sql, params(values))), (result) => result.rows)
 
     const execute = (sql: string, values: ReadonlyArray<unknown>, transformRows: TransformRows) =>

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as PgliteClient from "../../../src/services/db/PgliteClient.ts"
+import { prepared } from "../../../src/services/db/Prepared.ts"
 
 // Boot takes seconds, so the whole file shares one in-memory database; each test uses its own table.
 layer(PgliteClient.layer({ dataDir: "memory" }), { excludeTestServices: true })("PgliteClient", (it) => {
@@ -37,6 +38,24 @@ layer(PgliteClient.layer({ dataDir: "memory" }), { excludeTestServices: true })(
       const sql = yield* SqlClient.SqlClient
       const [row] = yield* sql`SELECT ${{ a: 1 }}::text AS t`
       expect(row?.t).toBe("{\"a\":1}")
+    }))
+
+  it.effect("runs a statement marked prepared as one named statement, with the values and errors of any other", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE marked (id int PRIMARY KEY, at timestamptz, doc jsonb)`
+      const at = new Date("2024-05-06T07:08:09.123Z")
+      const insert = (id: number) =>
+        sql`${sql.unsafe(prepared)} INSERT INTO marked VALUES (${id}, ${at}, ${{ n: id }}) RETURNING id, at, doc, 9007199254740993::int8 AS big`
+      expect(yield* insert(1)).toEqual([{ id: 1, at, doc: { n: 1 }, big: "9007199254740993" }])
+      expect(yield* insert(2)).toEqual([{ id: 2, at, doc: { n: 2 }, big: "9007199254740993" }])
+      const error = yield* Effect.flip(insert(1))
+      expect(error.cause).toMatchObject({ code: "23505" })
+      expect(yield* insert(3)).toHaveLength(1)
+      const statements = yield* sql<{ readonly name: string; readonly statement: string }>`SELECT name, statement FROM pg_prepared_statements`
+      expect(statements).toHaveLength(1)
+      expect(statements[0]!.statement).toContain("INSERT INTO marked VALUES ($1, $2, $3)")
+      expect(yield* sql`SELECT id FROM marked ORDER BY id`).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }])
     }))
 
   it.effect("surfaces a unique violation as SqlError whose cause has code 23505", () =>
