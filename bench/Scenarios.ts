@@ -813,6 +813,9 @@ export interface IdleMemoryFigures {
   readonly failedTurns: number
 }
 
+/** When the idle figure's early reading is taken, after the warm-up. */
+const coolingMs = 5000
+
 /**
  * Resident memory of everything `npm start` runs: the arm's process tree (npm, its shell, any
  * launcher, the service) after `warmupTurns` short turns and `idleMs` with nothing to do. V8 keeps
@@ -831,9 +834,9 @@ export const idleMemory = async (
     maxTurns: options.warmupTurns,
     plan: { tokens: 10, ttftMs: 0, tps: 0 }
   })
-  await sleep(5000)
+  await sleep(coolingMs)
   const cooling = arm.process!.rssBytes()
-  await sleep(options.idleMs - 5000)
+  await sleep(options.idleMs - coolingMs)
   const total = await settledRss(arm.process!)
   return {
     rssMiB: mib(total),

@@ -108,7 +108,6 @@ export interface Results {
 const children: Array<{ stop: () => Promise<void> }> = []
 const cleanups: Array<() => Promise<void>> = []
 
-
 /** A database of its own on the server `BENCH_DATABASE_URL` names, dropped at the end. */
 const benchDatabase = async (url: string, suffix: string) => {
   const name = `turn_runner_bench_${process.pid}_${suffix}`

@@ -37,9 +37,9 @@ const statements = [
      COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel)`,
   `CREATE OPERATOR <> (LEFTARG = run_event_type, RIGHTARG = run_event_type, FUNCTION = run_event_type_ne,
      COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel)`,
-  `ALTER TABLE pipeline_run_events ALTER COLUMN type TYPE run_event_type USING type::run_event_type`,
+  // Before the column changes: that rewrites the table and rebuilds its index, now full.
   `ALTER INDEX pipeline_run_events_pkey SET (fillfactor = 100)`,
-  `REINDEX INDEX pipeline_run_events_pkey`
+  `ALTER TABLE pipeline_run_events ALTER COLUMN type TYPE run_event_type USING type::run_event_type`
 ]
 
 export default Effect.flatMap(SqlClient.SqlClient, (sql) =>
