@@ -6,6 +6,7 @@ import type { PromptDraft } from "../domain/Prompt.ts"
 import type { AbortReason, RunStatus, StepStatus } from "../domain/Run.ts"
 import type { EventRecord } from "../domain/RunEventJson.ts"
 import { prepared } from "./db/Prepared.ts"
+import { nextTurn } from "./EventLoop.ts"
 
 /** A step row as it should be: inserted, or (while it is `running`) updated to this. */
 export interface StepState {
@@ -82,6 +83,9 @@ export const isEmpty = (batch: Batch) =>
   batch.events.length === 0
 
 const json = (rows: Iterable<object>) => JSON.stringify([...rows])
+
+/** The journal rows one statement carries at most, when a batch is split (`write`). */
+const maxEventsPerStatement = 256
 
 /**
  * Writes a batch in one statement, one sub-statement per table that has something to write. Rows
@@ -209,7 +213,7 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
       )`
 
     /** The whole batch in one statement (nothing for an empty batch). */
-    const write = (batch: Batch) => {
+    const statement = (batch: Batch) => {
       const parts = [
         ...(batch.steps.size > 0 ? [steps(batch.steps.values())] : []),
         ...(batch.generations.size > 0 ? [generations(batch.generations.values())] : []),
@@ -220,6 +224,27 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
       return parts.length === 0
         ? Effect.void
         : sql`${sql.unsafe(prepared)} WITH ${sql.csv(parts)} SELECT 1`.pipe(Effect.asVoid, Effect.orDie, Effect.withSpan("BatchRepo.write"))
+    }
+
+    /**
+     * The batch, in one statement when its journal is small. A large one (hundreds of live
+     * streams) is written in slices of `maxEventsPerStatement` events, the event loop turning
+     * between them, so that no stream waits for the whole of it (PGlite writes in the process's
+     * own thread). The events of runs whose rows change go with the rows, in the last statement:
+     * a run is never closed before its last events are journaled, nor are they journaled long
+     * before it is. Slices written before a failure are written again with the rest, and change
+     * nothing (`ON CONFLICT DO NOTHING`).
+     */
+    const write = (batch: Batch): Effect.Effect<void> => {
+      if (batch.events.length <= maxEventsPerStatement) return statement(batch)
+      const alone = batch.events.filter(({ runId }) => !batch.runs.has(runId))
+      const withRows = batch.events.filter(({ runId }) => batch.runs.has(runId))
+      const slices: Array<Batch["events"]> = []
+      while (alone.length > maxEventsPerStatement) slices.push(alone.splice(0, maxEventsPerStatement))
+      return Effect.zipRight(
+        Effect.forEach(slices, (events) => Effect.zipRight(statement({ ...emptyBatch(), events }), nextTurn), { discard: true }),
+        statement({ ...batch, events: [...alone, ...withRows] })
+      )
     }
 
     return { write } as const

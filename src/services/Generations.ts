@@ -1,11 +1,12 @@
-import { Cause, Clock, Deferred, Effect, Exit, Mailbox, Stream } from "effect"
+import { Cause, Clock, Effect, Exit, HashSet, Mailbox, Stream } from "effect"
+import type { Fiber } from "effect"
 import { GenerationFailed } from "../domain/Generation.ts"
 import type { ErrorInfo, Usage } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
 import type { PromptDraft } from "../domain/Prompt.ts"
 import { AppConfig } from "./AppConfig.ts"
 import type { Batch, GenerationState } from "./BatchRepo.ts"
-import { runTimeoutError } from "./Interruption.ts"
+import { llmIdleTimeout, llmIdleTimeoutError, timeoutError } from "./Interruption.ts"
 import { durably } from "./db/Unavailable.ts"
 import { sha256Of, sha256OfText } from "./Hashing.ts"
 import { ChatModel } from "./llm/ChatModel.ts"
@@ -51,10 +52,13 @@ interface Listening {
  * streams the model's answer into a sink, writes the text to the variant at most once per
  * `FLUSH_INTERVAL_MS` and once at the end, and closes the row from its `Exit`: `done` when the
  * model finished, `error` with its code when it failed, `aborted` when interrupted. A silence of
- * `LLM_IDLE_TIMEOUT_MS` (first chunk included) fails it with `upstream_timeout`.
+ * `LLM_IDLE_TIMEOUT_MS` (first chunk included) interrupts the fiber streaming it as `llmIdleTimeout`
+ * (`Interruption.ts`), and it ends `error` with `upstream_timeout`.
  *
  * The answer's path is plain synchronous code from the model's sink to the caller's: a token
- * costs no Effect stage. `generate` offers the same answer as a `Stream`.
+ * costs no Effect stage, and the model is called in the caller's own fiber (a run's request to
+ * the model leaves in the same pass that started the run). `generate` offers the same answer as a
+ * `Stream`.
  */
 export class Generations extends Effect.Service<Generations>()("turn-runner/Generations", {
   scoped: Effect.gen(function*() {
@@ -92,6 +96,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
       Effect.gen(function*() {
         const generationId = yield* makeId<GenerationId>()
         const clock = yield* Effect.clock
+        const fiber = yield* Effect.withFiberRuntime<Fiber.RuntimeFiber<unknown, unknown>>((fiber) => Effect.succeed(fiber))
         const modelName = typeof request.settings.model === "string" ? request.settings.model : model.model
         // Ends after the row is closed (finalizers run last-in first-out), so it records the outcome.
         const span = yield* Effect.makeSpanScoped(GenAiSpan.spanName(modelName), {
@@ -120,13 +125,10 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           provider: model.provider,
           model: modelName,
           params: request.settings,
-          promptHash: sha256Of(request.prompt),
+          // Hashed once the request has left (`source.take`): nothing but the request before it.
+          promptHash: "",
           promptSnapshot: config.storePromptSnapshots ? request.prompt : null,
-          promptMessages: request.prompt.messages.map((message) => ({
-            role: message.role,
-            length: message.content.length,
-            hash: sha256OfText(message.content).slice(0, 16)
-          })),
+          promptMessages: [],
           finishReason: null,
           usage: null,
           error: null,
@@ -147,6 +149,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             const writeText = !rowsOnly && content.length !== writtenLength
             if (version === rowWritten && !writeText) return undefined
             if (version !== rowWritten) {
+              if (row.promptHash === "") row = { ...row, ...promptDigest(request.prompt) }
               batch.generations.set(generationId, row)
               merge(batch.variants, request.variantId, { generationId })
               if (request.runId !== undefined) merge(batch.runs, request.runId, { generationId })
@@ -163,7 +166,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         // `post`); on its own, a generation is written before it ends.
         const close = (exit: Exit.Exit<unknown, unknown>) =>
           Effect.gen(function*() {
-            const timedOut = Exit.isFailure(exit) ? runTimeoutError(exit.cause, config.runTimeoutMs) : undefined
+            const timedOut = Exit.isFailure(exit) ? timeoutError(exit.cause, config) : undefined
             row = { ...row, ...outcomeOf(exit, finished, timedOut, yield* currentDate) }
             recordMetrics(row, deltas)
             GenAiSpan.recordResponse(span, {
@@ -205,16 +208,10 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           }).pipe(Effect.forkScoped)
         }
 
-        // The model answers in a fiber of its own; the generation ends with it, or when the
-        // watchdog finds it silent.
-        const outcome = yield* Deferred.make<void, GenerationFailed>()
+        // The model answers in this fiber; the watchdog interrupts a silent one.
         const listener: Listening = {
           lastHeardAt: clock.unsafeCurrentTimeMillis(),
-          silent: () =>
-            Deferred.unsafeDone(
-              outcome,
-              Exit.fail(new GenerationFailed({ code: "upstream_timeout", message: `no answer from the model for ${config.llmIdleTimeoutMs} ms` }))
-            )
+          silent: () => fiber.unsafeInterruptAsFork(llmIdleTimeout)
         }
         yield* Effect.acquireRelease(
           Effect.sync(() => {
@@ -257,12 +254,8 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         yield* answer.pipe(
           // A model that stopped without saying it finished cut the answer short (spec 90).
           Effect.zipRight(Effect.suspend(() => finished === undefined ? Effect.fail(unfinished) : Effect.void)),
-          Effect.exit,
-          Effect.flatMap((exit) => Deferred.done(outcome, exit)),
-          Effect.withParentSpan(span),
-          Effect.forkScoped
+          Effect.withParentSpan(span)
         )
-        yield* Deferred.await(outcome)
       }).pipe(Effect.scoped)
 
     /** The same generation as a `Stream`: for programs that consume it as values. */
@@ -273,7 +266,11 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           started: (generation) => events.unsafeOffer({ _tag: "Started", ...generation }),
           delta: (content) => events.unsafeOffer({ _tag: "Delta", content }),
           finished: (finishReason, usage) => events.unsafeOffer({ _tag: "Finished", finishReason, usage })
-        }).pipe(Mailbox.into(events), Effect.forkScoped)
+        }).pipe(
+          // The watchdog's interruption ends this fiber: the stream fails as the generation did.
+          Effect.onExit((exit) => Effect.sync(() => events.unsafeDone(failedOnSilence(exit, config.llmIdleTimeoutMs)))),
+          Effect.forkScoped
+        )
         return Mailbox.toStream(events)
       }))
 
@@ -303,6 +300,22 @@ const outcomeOf = (
     : { code: "internal_error", message: "the generation failed unexpectedly" }
   return { ...base, status: "error", error }
 }
+
+/** A generation the watchdog interrupted, as the failure it is (`upstream_timeout`). */
+const failedOnSilence = (exit: Exit.Exit<void, GenerationFailed>, idleTimeoutMs: number): Exit.Exit<void, GenerationFailed> =>
+  Exit.isFailure(exit) && HashSet.has(Cause.interruptors(exit.cause), llmIdleTimeout)
+    ? Exit.fail(new GenerationFailed(llmIdleTimeoutError(idleTimeoutMs)))
+    : exit
+
+/** What a generation's row records of its prompt: its hash, and each message's role, length and hash. */
+const promptDigest = (prompt: PromptDraft) => ({
+  promptHash: sha256Of(prompt),
+  promptMessages: prompt.messages.map((message) => ({
+    role: message.role,
+    length: message.content.length,
+    hash: sha256OfText(message.content).slice(0, 16)
+  }))
+})
 
 const abortedInfo: ErrorInfo = { code: "aborted", message: "the generation was aborted" }
 

@@ -8,8 +8,31 @@ import type { ErrorInfo } from "../domain/Generation.ts"
  */
 export const runTimeout: FiberId.FiberId = FiberId.make(-1, 0)
 
-/** The error a run, step or generation records when `cause` is the run timeout's interruption. */
-export const runTimeoutError = (cause: Cause.Cause<unknown>, timeoutMs: number): ErrorInfo | undefined =>
-  HashSet.has(Cause.interruptors(cause), runTimeout)
-    ? { code: "run_timeout", message: `the run took longer than ${timeoutMs} ms` }
-    : undefined
+/**
+ * Who interrupts a generation whose model was silent for `LLM_IDLE_TIMEOUT_MS`: the fiber that
+ * streams it (a run's own) ends as an interrupted one does, and records `upstream_timeout`.
+ */
+export const llmIdleTimeout: FiberId.FiberId = FiberId.make(-2, 0)
+
+/** The timeouts whose interruptions are errors, not aborts. */
+export interface Timeouts {
+  readonly runTimeoutMs: number
+  readonly llmIdleTimeoutMs: number
+}
+
+/**
+ * The error a run, step or generation records when `cause` is a timeout's interruption (the run's
+ * own first: a run that timed out while its model was silent timed out); `undefined` for any
+ * other interruption (an abort).
+ */
+export const timeoutError = (cause: Cause.Cause<unknown>, timeouts: Timeouts): ErrorInfo | undefined => {
+  const interruptors = Cause.interruptors(cause)
+  if (HashSet.has(interruptors, runTimeout)) return { code: "run_timeout", message: `the run took longer than ${timeouts.runTimeoutMs} ms` }
+  if (HashSet.has(interruptors, llmIdleTimeout)) return llmIdleTimeoutError(timeouts.llmIdleTimeoutMs)
+  return undefined
+}
+
+export const llmIdleTimeoutError = (timeoutMs: number) => ({
+  code: "upstream_timeout" as const,
+  message: `no answer from the model for ${timeoutMs} ms`
+})

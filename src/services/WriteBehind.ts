@@ -86,6 +86,14 @@ export class WriteBehind extends Effect.Service<WriteBehind>()("turn-runner/Writ
         ))
       }))
 
+    // A kick waits for the end of the current turn of the event loop: whatever the run that asked
+    // for it is sending (a model request) leaves first, and the kicks of one turn make one write.
+    let kickPending = false
+    const kick = () => {
+      kickPending = false
+      kicked.unsafeOpen()
+    }
+
     // Rows as soon as they change, everything every interval; what failed stays pending.
     const loop = Effect.gen(function*() {
       let nextTickAt = (yield* Clock.currentTimeMillis) + config.flushIntervalMs
@@ -108,7 +116,11 @@ export class WriteBehind extends Effect.Service<WriteBehind>()("turn-runner/Writ
       /** Written from now on, until it is closed and written one last time. */
       add: (source: WriteSource) => Effect.sync(() => void sources.add(source)),
       /** Rows changed: write them without waiting for the interval. */
-      soon: () => kicked.unsafeOpen(),
+      soon: () => {
+        if (kickPending) return
+        kickPending = true
+        setImmediate(kick)
+      },
       /** Writes everything pending now (after any write in progress). */
       flush: write(false)
     } as const

@@ -1,11 +1,11 @@
 import { expect, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, TestClock } from "effect"
-import type { VariantId } from "../../src/domain/Ids.ts"
+import type { RunId, VariantId } from "../../src/domain/Ids.ts"
 import { BatchRepo } from "../../src/services/BatchRepo.ts"
 import type { Batch } from "../../src/services/BatchRepo.ts"
 import { WriteBehind } from "../../src/services/WriteBehind.ts"
-import { seedChat } from "../support/Fixtures.ts"
+import { insertRun, seedChat } from "../support/Fixtures.ts"
 import { pglite } from "../support/TestDatabase.ts"
 import { testConfig } from "../support/TestConfig.ts"
 
@@ -111,5 +111,43 @@ layer(writeBehind, { timeout: 60_000 })("the write-behind", (it) => {
       yield* writer.flush
       yield* writer.flush
       expect(refusedTakes).toBe(2)
+    }))
+
+  it.effect("a large journal is written in slices, the events of a run whose row changes in the last statement with that row", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const repo = yield* BatchRepo
+      const runOf = (key: string) =>
+        Effect.gen(function*() {
+          yield* insertRun(yield* seedChat, { key })
+          return (yield* sql<{ readonly id: RunId }>`SELECT id FROM pipeline_runs WHERE idempotency_key = ${key}`)[0]!.id
+        })
+      const [streaming, closing] = [yield* runOf("slices-streaming"), yield* runOf("slices-closing")]
+      const events = (runId: RunId, count: number) =>
+        Array.from({ length: count }, (_, i) => ({ runId, record: { seq: i + 1, type: "llm.stream.delta" as const, at: 1_700_000_000_000 + i, data: `t${i}` } }))
+      const batch: Batch = {
+        steps: new Map(),
+        generations: new Map(),
+        variants: new Map(),
+        runs: new Map([[closing, { outcome: { status: "done", abortReason: null, error: null, finishedAt: new Date(), abortRequested: null } }]]),
+        events: [...events(streaming, 600), ...events(closing, 10)]
+      }
+      yield* repo.write(batch)
+      const rows = yield* sql<{ readonly run_id: RunId; readonly seq: number; readonly tx: string }>`
+        SELECT run_id, seq, xmin::text AS tx FROM pipeline_run_events WHERE run_id IN (${streaming}, ${closing}) ORDER BY run_id, seq`
+      const streamed = rows.filter((row) => row.run_id === streaming)
+      const closed = rows.filter((row) => row.run_id === closing)
+      expect(streamed.map((row) => row.seq)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1))
+      expect(closed).toHaveLength(10)
+      // Three statements: 256 events, 256 more, then the last 88 with the closing run's events and row.
+      expect([...new Set(streamed.map((row) => row.tx))]).toHaveLength(3)
+      expect(streamed.filter((row) => row.tx === streamed[0]!.tx)).toHaveLength(256)
+      const last = streamed[599]!.tx
+      expect(new Set(closed.map((row) => row.tx))).toEqual(new Set([last]))
+      const [run] = yield* sql<{ readonly status: string; readonly tx: string }>`SELECT status, xmin::text AS tx FROM pipeline_runs WHERE id = ${closing}`
+      expect(run).toEqual({ status: "done", tx: last })
+      // Written again (a retry after a failure), it changes nothing.
+      yield* repo.write(batch)
+      expect((yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pipeline_run_events WHERE run_id IN (${streaming}, ${closing})`)[0]!.n).toBe(610)
     }))
 })

@@ -4,7 +4,7 @@ import { DateTime, Effect, Layer, Mailbox, Option, Stream } from "effect"
 import type { Redacted } from "effect"
 import * as ChatCompletions from "./ChatCompletions.ts"
 import type { ChatMessage } from "./ChatCompletions.ts"
-import { ChatModel, generationFailed, toPrompt } from "./ChatModel.ts"
+import { ChatModel, generationFailed } from "./ChatModel.ts"
 import { GenerationSettings } from "./GenerationSettings.ts"
 
 /**
@@ -64,23 +64,19 @@ export const layer = (options: Options): Layer.Layer<ChatModel> =>
       provider: "openai",
       model: options.model,
       server: { address: url.hostname, port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port) },
+      // The prompt's messages are Chat Completions messages as they are: no conversion before the request.
       stream: (prompt, settings, sink) =>
-        toMessages(toPrompt(prompt)).pipe(
-          Effect.flatMap((messages) =>
-            client.stream(bodyOf(options, settings, messages), {
-              metadata: sink.heard,
-              delta: sink.delta,
-              waiting: sink.waiting,
-              retried: sink.retried,
-              finish: (reason, usage) =>
-                sink.finish(
-                  ChatCompletions.finishReasonOf(reason),
-                  usage === null ? null : { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }
-                )
-            })
-          ),
-          Effect.mapError(generationFailed)
-        )
+        client.stream(bodyOf(options, settings, prompt.messages), {
+          metadata: sink.heard,
+          delta: sink.delta,
+          waiting: sink.waiting,
+          retried: sink.retried,
+          finish: (reason, usage) =>
+            sink.finish(
+              ChatCompletions.finishReasonOf(reason),
+              usage === null ? null : { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }
+            )
+        }).pipe(Effect.mapError(generationFailed))
     })
   })
 

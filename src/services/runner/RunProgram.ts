@@ -8,7 +8,8 @@ import type { StepType } from "../../domain/Run.ts"
 import type { RunEventBody, StepRef } from "../../domain/RunEvent.ts"
 import { durably } from "../db/Unavailable.ts"
 import type { Generations } from "../Generations.ts"
-import { runTimeoutError } from "../Interruption.ts"
+import { timeoutError } from "../Interruption.ts"
+import type { Timeouts } from "../Interruption.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import { makeId } from "../Uuid.ts"
 import type { WriteBehind } from "../WriteBehind.ts"
@@ -50,7 +51,7 @@ export interface RunProgramDeps {
   readonly post: PostStep["Type"]
   readonly generations: Generations
   readonly writeBehind: WriteBehind
-  readonly runTimeoutMs: number
+  readonly timeouts: Timeouts
 }
 
 /**
@@ -67,7 +68,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
   const now = () => new Date(clock.unsafeCurrentTimeMillis())
   const reached = new Set<StepType>()
   /** A failure's error, or for an interruption the reason it was not an abort (a timeout). */
-  const errorFor = (cause: Cause.Cause<unknown>) => errorOf(cause) ?? runTimeoutError(cause, deps.runTimeoutMs)
+  const errorFor = (cause: Cause.Cause<unknown>) => errorOf(cause) ?? timeoutError(cause, deps.timeouts)
 
   const stepRow = (ref: StepRef, label: string, startedAt: Date) => ({
     id: ref.stepRunId,
@@ -224,7 +225,6 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     })
 
   return Effect.gen(function*() {
-    yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ trigger: context.trigger }))
     yield* deps.writeBehind.add(rows)
     yield* deps.writeBehind.add(log)
     // Asked to stop before it started (spec 75): no step runs, the model is never called.

@@ -11,6 +11,7 @@ import { isTerminal } from "../../domain/RunEvent.ts"
 import { Journal } from "../journal/Journal.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import * as Tracing from "../observability/Tracing.ts"
+import { nextTurn } from "../EventLoop.ts"
 import { Generations } from "../Generations.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { runTimeout } from "../Interruption.ts"
@@ -56,7 +57,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       post: yield* PostStep,
       generations: yield* Generations,
       writeBehind: yield* WriteBehind,
-      runTimeoutMs: config.runTimeoutMs
+      timeouts: config
     }
     const live = yield* LiveRuns
     const events = yield* RunEvents
@@ -169,6 +170,10 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           })
         )
       )
+      // The run went as far as it could in this pass (its model request, say); what the caller
+      // does next, this line included, waits for the event loop's next turn, so those bytes leave first.
+      yield* nextTurn
+      yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ runId: context.runId, chatId: context.chatId, trigger: context.trigger }))
       return handle(context.runId)
     })
 
