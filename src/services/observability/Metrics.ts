@@ -65,7 +65,22 @@ export const upstreamErrors = Metric.counter("turn_runner_upstream_errors_total"
   incremental: true
 })
 
-const labels = (pairs: Record<string, string>) => Object.entries(pairs).map(([key, value]) => MetricLabel.make(key, value))
+/**
+ * The labels of `pairs`, one array for each distinct set: Effect finds a metric's series by that
+ * array's identity (a new array per update would look the series up by hashing every time). The
+ * sets are few: every label value is one of a known list (a trigger, a status, an error code).
+ */
+const labelSets = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+const labels = (pairs: Record<string, string>) => {
+  let key = ""
+  for (const name in pairs) key += `${name}=${pairs[name]};`
+  let set = labelSets.get(key)
+  if (set === undefined) {
+    set = Object.entries(pairs).map(([name, value]) => MetricLabel.make(name, value))
+    labelSets.set(key, set)
+  }
+  return set
+}
 
 /** `metric` with these labels, updated from synchronous code. */
 export const count = (metric: Metric.Metric.Counter<number>, by: number, pairs: Record<string, string> = {}) =>

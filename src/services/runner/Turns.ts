@@ -63,8 +63,8 @@ interface TurnPlan {
   readonly settings: Readonly<Record<string, unknown>>
   readonly userMessageId: MessageId | null
   readonly assistantMessageId: MessageId
-  /** What a `conflict` of the start statement means for this trigger. */
-  readonly conflict: TurnError
+  /** What a `conflict` of the start statement means for this trigger (made only then: an error is dear to make). */
+  readonly conflict: () => TurnError
   /** The new user message, which follows the history read before it was written. */
   readonly userMessage: PromptMessage | undefined
   readonly start: (turn: NewTurn) => Effect.Effect<StartRow, SqlError>
@@ -165,7 +165,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           Effect.orDie
         )
         if (!row.chatFound) return yield* new NotFound({ message: `chat ${plan.chatId} does not exist` })
-        if (plan.trigger === "regenerate" && row.conflict) return yield* plan.conflict
+        if (plan.trigger === "regenerate" && row.conflict) return yield* plan.conflict()
         if (row.existingRunId !== null) {
           if (row.existingFingerprint !== plan.fingerprint) {
             return yield* new IdempotencyKeyReused({ message: `idempotency key ${plan.idempotencyKey} was used for a different request` })
@@ -189,7 +189,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
             details: { retryAfterSeconds }
           })
         }
-        if (row.conflict) return yield* plan.conflict
+        if (row.conflict) return yield* plan.conflict()
         if (row.notLatest) {
           return yield* new NotLatestAssistantMessage({ message: `message ${plan.assistantMessageId} is not the chat's latest assistant message` })
         }
@@ -229,7 +229,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
         settings: request.settings,
         userMessageId: request.userMessageId,
         assistantMessageId: yield* makeId<MessageId>(),
-        conflict: new IdempotencyKeyReused({ message: `message id ${request.userMessageId} is already taken` }),
+        conflict: () => new IdempotencyKeyReused({ message: `message id ${request.userMessageId} is already taken` }),
         userMessage: { role: "user", content: request.content },
         start: (turn) => repo.startUserMessage(turn, { messageId: request.userMessageId, variantId: userVariantId, content: request.content })
       }))
@@ -247,7 +247,7 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           settings: request.settings,
           userMessageId: null,
           assistantMessageId,
-          conflict: new NotFound({ message: `message ${assistantMessageId} does not exist in chat ${chatId}` }),
+          conflict: () => new NotFound({ message: `message ${assistantMessageId} does not exist in chat ${chatId}` }),
           userMessage: undefined,
           start: repo.startRegenerate
         }))
