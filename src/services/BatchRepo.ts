@@ -6,7 +6,6 @@ import type { PromptDraft } from "../domain/Prompt.ts"
 import type { AbortReason, RunStatus, StepStatus } from "../domain/Run.ts"
 import type { EventRecord } from "../domain/RunEventJson.ts"
 import { prepared } from "./db/Prepared.ts"
-import { nextTurn } from "./EventLoop.ts"
 
 /** A step row as it should be: inserted, or (while it is `running`) updated to this. */
 export interface StepState {
@@ -86,6 +85,9 @@ const json = (rows: Iterable<object>) => JSON.stringify([...rows])
 
 /** The journal rows one statement carries at most, when a batch is split (`write`). */
 const maxEventsPerStatement = 256
+
+/** Resumes in the event loop's next turn: the sockets that became readable meanwhile are read first. */
+const nextTurn = Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
 
 /**
  * Writes a batch in one statement, one sub-statement per table that has something to write. Rows

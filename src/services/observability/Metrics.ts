@@ -73,7 +73,7 @@ export const upstreamErrors = Metric.counter("turn_runner_upstream_errors_total"
 const labelSets = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
 const labels = (pairs: Record<string, string>) => {
   let key = ""
-  for (const name in pairs) key += `${name}=${pairs[name]};`
+  for (const name in pairs) key += `${name}\u0000${pairs[name]}\u0001`
   let set = labelSets.get(key)
   if (set === undefined) {
     set = Object.entries(pairs).map(([name, value]) => MetricLabel.make(name, value))

@@ -11,7 +11,6 @@ import { isTerminal } from "../../domain/RunEvent.ts"
 import { Journal } from "../journal/Journal.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import * as Tracing from "../observability/Tracing.ts"
-import { nextTurn } from "../EventLoop.ts"
 import { Generations } from "../Generations.ts"
 import { RunsRepo } from "../RunsRepo.ts"
 import { runTimeout } from "../Interruption.ts"
@@ -170,9 +169,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           })
         )
       )
-      // The run went as far as it could in this pass (its model request, say); what the caller
-      // does next, this line included, waits for the event loop's next turn, so those bytes leave first.
-      yield* nextTurn
+      // Logged once the run's first pass (as far as its model request) is done.
       yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ runId: context.runId, chatId: context.chatId, trigger: context.trigger }))
       return handle(context.runId)
     })
