@@ -134,8 +134,11 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           : undefined
       })
 
+    // Nothing interrupts a turn's start between its statement and its run's launch: a run
+    // committed is always launched (a caller gone meanwhile is interrupted once it has been). The
+    // waits for other runs (one superseded, one stopped) stay interruptible.
     const start = (plan: TurnPlan, admitted = false): Effect.Effect<TurnStarted, TurnError> =>
-      Effect.gen(function*() {
+      Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
         const refusal = admitted ? undefined : yield* admission(plan.owner)
         const runId = yield* makeId<RunId>()
         const assistantVariantId = yield* makeId<VariantId>()
@@ -178,8 +181,8 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
           const running = row.runningRunId as RunId
           // Wherever the running turn runs (spec 50): aborted, and terminal, before this one starts.
           if (plan.onBusy === "interrupt") {
-            yield* runner.abort(running, "superseded")
-            return yield* start(plan, true)
+            yield* restore(runner.abort(running, "superseded"))
+            return yield* restore(start(plan, true))
           }
           return yield* new ChatBusy({ message: `chat ${plan.chatId} has a running turn`, details: { runId: running } })
         }
@@ -212,9 +215,9 @@ export class Turns extends Effect.Service<Turns>()("turn-runner/Turns", {
         const stoppedAt = row.stopRequestedAt ?? undefined
         const run = yield* runner.launch(context, { stoppedAt })
         // Stopped before it arrived (spec 75): the run ends at once, and is answered once it has.
-        if (stoppedAt !== undefined) yield* Stream.runDrain(run.follow(0, { encode: constVoid }))
+        if (stoppedAt !== undefined) yield* restore(Stream.runDrain(run.follow(0, { encode: constVoid })))
         return { run, deduplicated: false }
-      })
+      }))
 
     /** A `user_message` turn of `owner` (spec 85; the anonymous owner of `AUTH=none` by default). */
     const sendMessage = Effect.fn("Turns.sendMessage")(function*(chatId: ChatId, request: SendMessage, owner: Owner = anonymousOwner) {

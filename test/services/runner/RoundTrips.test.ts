@@ -1,5 +1,6 @@
 import { expect, layer } from "@effect/vitest"
-import { Deferred, Effect, Layer, Tracer } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Deferred, Effect, Exit, Fiber, Layer, Schedule, Tracer } from "effect"
 import { BuiltinStepsLive, servicesWith } from "../../../src/AppLayer.ts"
 import type { ChatId, MessageId } from "../../../src/domain/Ids.ts"
 import { Chats } from "../../../src/services/Chats.ts"
@@ -11,6 +12,8 @@ import { testDatabases } from "../../support/TestDatabase.ts"
 
 /** Every SQL statement started, in order (each is an `sql.execute` span of `@effect/sql`). */
 const statements: Array<string> = []
+/** Called as a turn's start statement begins, while set. */
+let onStartStatement: (() => void) | undefined
 const base = Effect.runSync(Effect.tracer)
 const recordingTracer = Tracer.make({
   span: (name, parent, context, links, startTime, kind, options) => {
@@ -20,7 +23,10 @@ const recordingTracer = Tracer.make({
     statements.push("")
     const at = statements.length - 1
     span.attribute = (key, value) => {
-      if (key === "db.query.text") statements[at] = String(value)
+      if (key === "db.query.text") {
+        statements[at] = String(value)
+        if (String(value).includes("INSERT INTO pipeline_runs")) onStartStatement?.()
+      }
       attribute(key, value)
     }
     return span
@@ -99,6 +105,33 @@ for (const database of testDatabases) {
         for (const table of ["pipeline_step_runs", "llm_generations", "message_variants", "pipeline_runs", "pipeline_run_events"]) {
           expect(issued[0]).toContain(table)
         }
+      }).pipe(Effect.withTracer(recordingTracer)))
+
+    it.effect("a caller interrupted while its start statement runs still has its run launched: it ends done, not left running", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const chat = yield* (yield* Chats).create({})
+        const statementStarted = yield* Deferred.make<void>()
+        onStartStatement = () => Deferred.unsafeDone(statementStarted, Exit.void)
+        const caller = yield* Effect.fork((yield* Turns).sendMessage(chat.id as ChatId, {
+          userMessageId: uuidv7At(Date.now()) as MessageId,
+          content: "Hello",
+          settings: {},
+          onBusy: "reject",
+          abortOnDisconnect: false
+        }))
+        yield* Deferred.await(statementStarted)
+        onStartStatement = undefined
+        // A client gone while the statement runs: the caller ends interrupted, once its run is launched.
+        expect(Exit.isInterrupted(yield* Fiber.interrupt(caller))).toBe(true)
+        const status = sql<{ readonly status: string }>`SELECT status FROM pipeline_runs WHERE chat_id = ${chat.id}`.pipe(
+          Effect.map((rows) => rows[0]?.status)
+        )
+        yield* status.pipe(
+          Effect.repeat({ until: (status) => status === "done", schedule: Schedule.spaced("20 millis") }),
+          Effect.timeout("5 seconds")
+        )
+        expect(yield* status).toBe("done")
       }).pipe(Effect.withTracer(recordingTracer)))
   })
 }
