@@ -114,7 +114,9 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         let text = ""
         let writtenLength = 0
         let finished: { readonly finishReason: string | null; readonly usage: Usage | null } | undefined
-        let row: GenerationState = {
+        // The prompt's hashes are made when the row is first written: nothing but the request before it.
+        let digest: PromptDigest | undefined
+        let row: GenerationRow = {
           id: generationId,
           runId: request.runId ?? null,
           stepRunId: request.stepRunId ?? null,
@@ -125,10 +127,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           provider: model.provider,
           model: modelName,
           params: request.settings,
-          // Hashed once the request has left (`source.take`): nothing but the request before it.
-          promptHash: "",
           promptSnapshot: config.storePromptSnapshots ? request.prompt : null,
-          promptMessages: [],
           finishReason: null,
           usage: null,
           error: null,
@@ -149,8 +148,8 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             const writeText = !rowsOnly && content.length !== writtenLength
             if (version === rowWritten && !writeText) return undefined
             if (version !== rowWritten) {
-              if (row.promptHash === "") row = { ...row, ...promptDigest(request.prompt) }
-              batch.generations.set(generationId, row)
+              digest ??= promptDigest(request.prompt)
+              batch.generations.set(generationId, { ...row, ...digest })
               merge(batch.variants, request.variantId, { generationId })
               if (request.runId !== undefined) merge(batch.runs, request.runId, { generationId })
             }
@@ -308,7 +307,12 @@ const failedOnSilence = (exit: Exit.Exit<void, GenerationFailed>, idleTimeoutMs:
     : exit
 
 /** What a generation's row records of its prompt: its hash, and each message's role, length and hash. */
-const promptDigest = (prompt: PromptDraft) => ({
+type PromptDigest = Pick<GenerationState, "promptHash" | "promptMessages">
+
+/** A generation's row as it changes in memory; its prompt's digest is added as it is written. */
+type GenerationRow = Omit<GenerationState, keyof PromptDigest>
+
+const promptDigest = (prompt: PromptDraft): PromptDigest => ({
   promptHash: sha256Of(prompt),
   promptMessages: prompt.messages.map((message) => ({
     role: message.role,
@@ -323,7 +327,7 @@ const abortedInfo: ErrorInfo = { code: "aborted", message: "the generation was a
 const upstreamCodes = new Set(["llm_error", "rate_limited", "upstream_timeout", "upstream_unavailable"])
 
 /** A generation's share of the metrics (spec 95), added once it ended. */
-const recordMetrics = (row: GenerationState, deltas: number) => {
+const recordMetrics = (row: GenerationRow, deltas: number) => {
   const provider = row.provider
   Metrics.count(Metrics.streamDeltas, deltas, { provider })
   if (row.usage !== null) {
