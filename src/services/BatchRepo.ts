@@ -92,8 +92,8 @@ const nextTurn = Effect.async<void>((resume) => void setImmediate(() => resume(E
 /**
  * Writes a batch in one statement, one sub-statement per table that has something to write. Rows
  * already closed (by a sweeper, say) stay as they are; a journal row already written is kept, so a
- * repeated write changes nothing. Rows written together are checked together (a generation and
- * its step row may arrive in the same batch).
+ * repeated write changes nothing, and one of a run deleted meanwhile is dropped. Rows written
+ * together are checked together (a generation and its step row may arrive in the same batch).
  */
 export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRepo", {
   effect: Effect.gen(function*() {
@@ -208,9 +208,10 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
     const events = (rows: Batch["events"]) =>
       sql`events AS (
         INSERT INTO pipeline_run_events (run_id, seq, type, at, data)
-        SELECT x.r, x.s, x.t::run_event_type, x.a, x.d FROM json_to_recordset(${
-        json(rows.map(({ record, runId }) => ({ r: runId, s: record.seq, t: record.type, a: new Date(record.at), d: record.data })))
-      }::json) AS x(r uuid, s integer, t text, a timestamptz, d text)
+        SELECT x.r, x.s, x.t::run_event_type, to_timestamp(x.a / 1000.0), x.d FROM json_to_recordset(${
+        json(rows.map(({ record, runId }) => ({ r: runId, s: record.seq, t: record.type, a: record.at, d: record.data })))
+      }::json) AS x(r uuid, s integer, t text, a float8, d text)
+        WHERE EXISTS (SELECT FROM pipeline_runs WHERE pipeline_runs.id = x.r)
         ON CONFLICT (run_id, seq) DO NOTHING
       )`
 

@@ -151,3 +151,24 @@ layer(writeBehind, { timeout: 60_000 })("the write-behind", (it) => {
       expect((yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pipeline_run_events WHERE run_id IN (${streaming}, ${closing})`)[0]!.n).toBe(610)
     }))
 })
+
+layer(writeBehind, { timeout: 60_000 })("the journal's writes", (it) => {
+  it.effect("a late journal of a run deleted meanwhile is dropped; the other runs' events are written, their times to the millisecond", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const repo = yield* BatchRepo
+      const chat = yield* seedChat
+      yield* insertRun(chat, { key: "late-kept", status: "done" })
+      yield* insertRun(chat, { key: "late-deleted", status: "done" })
+      const idOf = (key: string) =>
+        Effect.map(sql<{ readonly id: RunId }>`SELECT id FROM pipeline_runs WHERE idempotency_key = ${key}`, (rows) => rows[0]!.id)
+      const [kept, deleted] = [yield* idOf("late-kept"), yield* idOf("late-deleted")]
+      yield* sql`DELETE FROM pipeline_runs WHERE id = ${deleted}`
+      const at = 1_700_000_000_123
+      const event = (runId: RunId, seq: number) => ({ runId, record: { seq, type: "llm.stream.delta" as const, at: at + seq, data: `t${seq}` } })
+      yield* repo.write({ steps: new Map(), generations: new Map(), variants: new Map(), runs: new Map(), events: [event(deleted, 1), event(kept, 1), event(kept, 2)] })
+      const rows = yield* sql<{ readonly run_id: RunId; readonly seq: number; readonly at: Date }>`
+        SELECT run_id, seq, at FROM pipeline_run_events WHERE run_id IN (${kept}, ${deleted}) ORDER BY seq`
+      expect(rows.map((row) => [row.run_id, row.seq, row.at.getTime()])).toEqual([[kept, 1, at + 1], [kept, 2, at + 2]])
+    }))
+})

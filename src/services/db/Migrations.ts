@@ -8,6 +8,7 @@ import runReport from "./migrations/0005_run_report.ts"
 import turnStops from "./migrations/0006_turn_stops.ts"
 import access from "./migrations/0007_access.ts"
 import journalEventType from "./migrations/0008_journal_event_type.ts"
+import journalWithoutForeignKey from "./migrations/0009_journal_without_foreign_key.ts"
 
 /** Versioned migrations, applied in order at start-up; a new one is a new entry here. */
 const loader = Migrator.fromRecord({
@@ -18,7 +19,8 @@ const loader = Migrator.fromRecord({
   "0005_run_report": runReport,
   "0006_turn_stops": turnStops,
   "0007_access": access,
-  "0008_journal_event_type": journalEventType
+  "0008_journal_event_type": journalEventType,
+  "0009_journal_without_foreign_key": journalWithoutForeignKey
 })
 
 /**

@@ -67,6 +67,32 @@ for (const database of testDatabases) {
         expect(delta!.bytes).toBeLessThanOrEqual(64)
       }))
 
+    it.effect("a run's journal goes with the run: deleted with it, or with its chat", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const journal = (runId: string) =>
+          Effect.gen(function*() {
+            yield* sql`INSERT INTO pipeline_run_events ${sql.insert([1, 2].map((seq) => ({
+              run_id: runId, seq, type: "llm.stream.delta", at: new Date(), data: "Hi"
+            })))}`
+          })
+        const rowsOf = (runId: string) =>
+          sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pipeline_run_events WHERE run_id = ${runId}`.pipe(
+            Effect.map((rows) => rows[0]!.n)
+          )
+        const chat = yield* seedChat
+        yield* insertRun(chat, { key: "user_message:one", status: "done" })
+        yield* insertRun(chat, { key: "user_message:two", status: "done" })
+        const [one, two] = (yield* sql<{ readonly id: string }>`
+          SELECT id FROM pipeline_runs WHERE chat_id = ${chat.chatId} ORDER BY idempotency_key`).map((row) => row.id)
+        yield* journal(one!)
+        yield* journal(two!)
+        yield* sql`DELETE FROM pipeline_runs WHERE id = ${one!}`
+        expect([yield* rowsOf(one!), yield* rowsOf(two!)]).toEqual([0, 2])
+        yield* sql`DELETE FROM chats WHERE id = ${chat.chatId}`
+        expect(yield* rowsOf(two!)).toBe(0)
+      }))
+
     it.effect("migrating again applies nothing", () =>
       Effect.gen(function*() {
         expect(yield* migrate).toEqual([])
