@@ -75,10 +75,13 @@ export const checkedBody = <E, R>(app: Effect.Effect<HttpServerResponse, E, R>) 
         try: (): unknown => (text === "" ? null : JSON.parse(text)),
         catch: () => new ValidationError({ message: "the request body is not valid JSON" })
       })
+      // A copy of its own: `bytes` may be a slice of Node's 8 KiB buffer pool, which a request
+      // open for a whole stream would otherwise keep.
+      const body = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
       const checked: HttpServerRequest.HttpServerRequest = Object.create(request, {
         text: { get: () => Effect.succeed(text) },
         json: { get: () => json },
-        arrayBuffer: { get: () => Effect.succeed(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)) }
+        arrayBuffer: { get: () => Effect.succeed(body) }
       })
       return yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, checked)
     }))
