@@ -92,8 +92,10 @@ const nextTurn = Effect.async<void>((resume) => void setImmediate(() => resume(E
 /**
  * Writes a batch in one statement, one sub-statement per table that has something to write. Rows
  * already closed (by a sweeper, say) stay as they are; a journal row already written is kept, so a
- * repeated write changes nothing, and one of a run deleted meanwhile is dropped. Rows written
- * together are checked together (a generation and its step row may arrive in the same batch).
+ * repeated write changes nothing. Rows written together are checked together (a generation and
+ * its step row may arrive in the same batch). Journal rows are not checked against their run (see
+ * migration 0009): a run's events are all written before its row closes, and only a closed run is
+ * ever deleted.
  */
 export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRepo", {
   effect: Effect.gen(function*() {
@@ -211,7 +213,6 @@ export class BatchRepo extends Effect.Service<BatchRepo>()("turn-runner/BatchRep
         SELECT x.r, x.s, x.t::run_event_type, to_timestamp(x.a / 1000.0), x.d FROM json_to_recordset(${
         json(rows.map(({ record, runId }) => ({ r: runId, s: record.seq, t: record.type, a: record.at, d: record.data })))
       }::json) AS x(r uuid, s integer, t text, a float8, d text)
-        WHERE EXISTS (SELECT FROM pipeline_runs WHERE pipeline_runs.id = x.r)
         ON CONFLICT (run_id, seq) DO NOTHING
       )`
 
