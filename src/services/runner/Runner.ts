@@ -26,6 +26,9 @@ import type { FollowOptions, Follower } from "./RunEvents.ts"
 import { runProgram } from "./RunProgram.ts"
 import { RunRows } from "./RunRows.ts"
 
+/** Resumes once the callbacks already queued with `process.nextTick` have run. */
+const afterNextTick = Effect.async<void>((resume) => void process.nextTick(() => resume(Effect.void)))
+
 /** A run, as whoever started it (or asked for it again) holds it: its events and its abort. */
 export interface RunHandle {
   readonly runId: RunId
@@ -172,7 +175,13 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           })
         )
       )
-      // Logged once the run's first pass (as far as its model request) is done.
+      // The run's first pass (as far as its model request), then that request's bytes, before the
+      // caller goes on: Node writes a request in `process.nextTick`, which waits until the
+      // microtask queue is empty, where the caller's pass (the SSE answer's start, this log line)
+      // would otherwise run first. No I/O is read between the two, so nothing the caller must
+      // hear of (its client going away) can happen meanwhile.
+      yield* Effect.yieldNow()
+      yield* afterNextTick
       yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ runId: context.runId, chatId: context.chatId, trigger: context.trigger }))
       return handle(context.runId)
     })
