@@ -26,7 +26,22 @@ export interface PgliteClientOptions {
   readonly dataDir: string
   readonly transformQueryNames?: ((name: string) => string) | undefined
   readonly transformResultNames?: ((name: string) => string) | undefined
+  /** Statements before the tables are first analyzed (then twice as many each time); 1000 by default. */
+  readonly analyzeAfter?: number | undefined
 }
+
+/**
+ * The schema's tables analyzed, each from a sample of 3000 rows (the planner needs their size more
+ * than their histograms): 8 ms for 50k runs, 26 ms for a million journal rows.
+ */
+const analyzeTables = `DO $$
+  DECLARE name text;
+  BEGIN
+    SET LOCAL default_statistics_target = 10;
+    FOR name IN SELECT quote_ident(relname) FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r' LOOP
+      EXECUTE 'ANALYZE ' || name;
+    END LOOP;
+  END $$`
 
 type TransformRows = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 
@@ -101,9 +116,26 @@ export const make = (options: PgliteClientOptions) =>
         return parse.parseResults(messages, db.parsers)[0]!.rows as Array<object>
       })
 
+    // PGlite runs no autovacuum, so nothing tells the planner that a table grew, and a prepared
+    // statement keeps the plan made while its tables were small: a join over a sequential scan of
+    // every row (8.6 ms a statement at 50k rows, against 0.4 once analyzed). So the tables are
+    // analyzed after `analyzeAfter` statements, then after twice as many, and so on; that also has
+    // every prepared statement planned again. It runs as part of the statement that reaches the
+    // count, with its permit.
+    let executed = 0
+    let analyzeAt = options.analyzeAfter ?? 1000
+    const maintained = <A>(statement: Effect.Effect<A, SqlError.SqlError>) => {
+      if (++executed < analyzeAt) return statement
+      analyzeAt *= 2
+      return Effect.tap(statement, () => Effect.ignoreLogged(run(() => db.exec(analyzeTables))))
+    }
+
     // Without parameters use the simple protocol (multi-statement SQL, as `pg` does for `[]`);
     // several statements yield an array of row arrays, again as `pg`.
     const rows = (sql: string, values: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<object>, SqlError.SqlError> =>
+      maintained(rowsOf(sql, values))
+
+    const rowsOf = (sql: string, values: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<object>, SqlError.SqlError> =>
       values.length === 0
         ? Effect.map(run(() => db.exec(sql)), (results) =>
           results.length === 1 ? results[0]!.rows : results.map((r) => r.rows))

@@ -183,3 +183,22 @@ it.effect("persists an on-disk database across two layers built one after the ot
     )
     expect(rows).toEqual([{ n: 42 }])
   }).pipe(Effect.scoped), 60_000)
+
+it.effect("analyzes the schema's tables after analyzeAfter statements, then after twice as many, so a growing table is planned by its size", () =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // Never analyzed: reltuples is -1 until the first analysis, and stays as it was until the next.
+    const estimate = Effect.map(
+      sql<{ readonly n: number }>`SELECT reltuples::int AS n FROM pg_class WHERE relname = 'grows'`,
+      (rows) => rows[0]!.n
+    )
+    yield* sql`CREATE TABLE grows (id int PRIMARY KEY)` // statement 1
+    yield* sql`INSERT INTO grows SELECT g FROM generate_series(1, 500) g` // 2
+    expect(yield* estimate).toBe(-1) // 3
+    yield* sql`SELECT 1` // 4: the table is analyzed after this one
+    expect(yield* estimate).toBe(500) // 5
+    yield* sql`INSERT INTO grows SELECT g FROM generate_series(501, 2000) g` // 6
+    expect(yield* estimate).toBe(500) // 7
+    yield* sql`SELECT 1` // 8: and again after this one
+    expect(yield* estimate).toBe(2000)
+  }).pipe(Effect.provide(PgliteClient.layer({ dataDir: "memory", analyzeAfter: 4 }))), 60_000)
