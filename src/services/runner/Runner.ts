@@ -175,12 +175,11 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
           })
         )
       )
-      // The run's first pass (as far as its model request), then that request's bytes, before the
-      // caller goes on: Node writes a request in `process.nextTick`, which waits until the
-      // microtask queue is empty, where the caller's pass (the SSE answer's start, this log line)
-      // would otherwise run first. No I/O is read between the two, so nothing the caller must
+      // The run's fiber ran at once, as far as its model request; that request's bytes leave
+      // before the caller goes on: Node writes a request in `process.nextTick`, which waits until
+      // the microtask queue is empty, where the caller's pass (the SSE answer's start, this log
+      // line) would otherwise run first. No I/O is read in between, so nothing the caller must
       // hear of (its client going away) can happen meanwhile.
-      yield* Effect.yieldNow()
       yield* afterNextTick
       yield* Effect.logInfo("run started").pipe(Effect.annotateLogs({ runId: context.runId, chatId: context.chatId, trigger: context.trigger }))
       return handle(context.runId)
