@@ -133,15 +133,14 @@ export const make = (options: PgliteClientOptions) =>
     // Without parameters use the simple protocol (multi-statement SQL, as `pg` does for `[]`);
     // several statements yield an array of row arrays, again as `pg`.
     const rows = (sql: string, values: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<object>, SqlError.SqlError> =>
-      maintained(rowsOf(sql, values))
-
-    const rowsOf = (sql: string, values: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<object>, SqlError.SqlError> =>
-      values.length === 0
-        ? Effect.map(run(() => db.exec(sql)), (results) =>
-          results.length === 1 ? results[0]!.rows : results.map((r) => r.rows))
-        : sql.startsWith(prepared)
-        ? run(() => queryPrepared(sql, values))
-        : Effect.map(run(() => db.query<object>(sql, params(values))), (result) => result.rows)
+      maintained(
+        values.length === 0
+          ? Effect.map(run(() => db.exec(sql)), (results) =>
+            results.length === 1 ? results[0]!.rows : results.map((r) => r.rows))
+          : sql.startsWith(prepared)
+          ? run(() => queryPrepared(sql, values))
+          : Effect.map(run(() => db.query<object>(sql, params(values))), (result) => result.rows)
+      )
 
     const execute = (sql: string, values: ReadonlyArray<unknown>, transformRows: TransformRows) =>
       transformRows ? Effect.map(rows(sql, values), transformRows) : rows(sql, values)

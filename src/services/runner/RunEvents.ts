@@ -93,21 +93,16 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
         if (Option.isSome(log)) {
           // Held back while the journal is read, so the order stays that of `seq`.
           let held: Array<JournalEntry> | undefined = []
-          // The finalizer keeps only the unsubscribe, not the events pending at the start.
-          let start: { readonly journaledSeq: number; readonly pending: ReadonlyArray<JournalEntry> } | undefined
-          yield* Effect.acquireRelease(
-            Effect.sync(() => {
-              const { unsubscribe, ...unjournaled } = log.value.subscribe((entries) => {
+          const { journaledSeq, pending } = yield* Effect.uninterruptible(Effect.tap(
+            Effect.sync(() =>
+              log.value.subscribe((entries) => {
                 if (held === undefined) deliver(entries)
                 else for (const entry of entries) held.push(entry)
               })
-              start = unjournaled
-              return unsubscribe
-            }),
-            (unsubscribe) => Effect.sync(unsubscribe)
-          )
-          const { journaledSeq, pending } = start!
-          start = undefined
+            ),
+            // The finalizer keeps only the unsubscribe, not the events pending at the start.
+            ({ unsubscribe }) => Effect.addFinalizer(() => Effect.sync(unsubscribe))
+          ))
           // Nothing to read when the client is already past what the journal holds (a new turn's client).
           if (journaledSeq > after) deliver(yield* read(runId, after, journaledSeq))
           deliver(pending)

@@ -1,4 +1,4 @@
-import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, FiberMap, Option, Runtime, Schedule } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberRef, Option, Runtime, Schedule } from "effect"
 import type { Scope, Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import type { AbortReason } from "../../domain/Run.ts"
@@ -72,7 +72,7 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
     // objects, its span, its log annotations) alive, and every span or scope a run opens copies
     // its context, so the services the runner was built with would be copied again and again
     // (a run's program needs none of them: its dependencies are in hand).
-    const runFork = yield* Effect.mapInputContext(FiberMap.runtime(fibers)<never>(), (_: Context.Context<never>) => Context.empty())
+    const runFork = yield* Effect.locally(FiberMap.runtime(fibers)<never>(), FiberRef.currentContext, Context.empty())
     const scope = yield* Effect.scope
     // Runs still live when the service closes (the process is stopping) end `aborted (shutdown)`;
     // registered after the FiberMap, so it runs before the FiberMap interrupts them.
