@@ -183,8 +183,13 @@ const tree = (child: ChildProcess) => {
 }
 
 /** A plain-Node child that prints `listening <port>` once it listens. */
-export const startListener = async (name: string, script: string, env: Record<string, string> = {}): Promise<Child> => {
-  const { child, output, stop } = launch(script, env)
+export const startListener = async (
+  name: string,
+  script: string,
+  env: Record<string, string> = {},
+  nodeArgs: ReadonlyArray<string> = []
+): Promise<Child> => {
+  const { child, output, stop } = launch(script, env, nodeArgs)
   for (let i = 0; i < 600; i++) {
     const match = /listening (\d+)/.exec(output())
     if (match) return { name, process: child, url: new URL(`http://127.0.0.1:${match[1]}`), output, stop, ...single(child) }

@@ -29,12 +29,14 @@ export const table = (results: Results): string => {
     errors: []
   }
   const arms = results.arms.filter((arm) => arm.startsWith("C"))
-  const header = `| figure | target | A: upstream direct | B: bare Node proxy | ${arms.join(" | ")} |`
-  const rule = `|${" --- |".repeat(4 + arms.length)}`
+  const header = `| figure | target | A: upstream direct | B: bare Node proxy | F: the stack's floor | ${arms.join(" | ")} |`
+  const rule = `|${" --- |".repeat(5 + arms.length)}`
   const rows: Array<string> = []
-  const row = (figure: string, target: string, aCell: string, bCell: string, cells: (arm: string) => string) =>
-    rows.push(`| ${figure} | ${target} | ${aCell} | ${bCell} | ${arms.map(cells).join(" | ")} |`)
-  const section = (title: string) => rows.push(`| **${title}** | | | | ${arms.map(() => "").join(" | ")} |`)
+  /** A row: arm A's cell, the cells of the two reference arms (B and F, no target of their own), then the service's. */
+  const row = (figure: string, target: string, aCell: string, reference: (arm: "B" | "F") => string, cells: (arm: string) => string) =>
+    rows.push(`| ${figure} | ${target} | ${aCell} | ${reference("B")} | ${reference("F")} | ${arms.map(cells).join(" | ")} |`)
+  const none = () => "–"
+  const section = (title: string) => rows.push(`| **${title}** | | | | | ${arms.map(() => "").join(" | ")} |`)
 
   // -- CPU per delivered token
   const cpuOf = (arm: string) => cpu[arm]?.cpuMicrosPerToken ?? null
@@ -43,7 +45,11 @@ export const table = (results: Results): string => {
     `CPU per delivered token (${s.cpu.streams} streams × ${s.cpu.tps} tokens/s)`,
     "≤ 3 × B",
     "–",
-    cpuB === null ? "–" : `${cpuB} µs`,
+    (ref) => {
+      const value = cpuOf(ref)
+      if (value === null) return "–"
+      return ref === "B" || cpuB === null || cpuB === 0 ? `${value} µs` : `${value} µs (${(value / cpuB).toFixed(1)} × B)`
+    },
     (arm) => {
       const value = cpuOf(arm)
       if (value === null) return "–"
@@ -65,7 +71,11 @@ export const table = (results: Results): string => {
     `concurrent streams at ${s.concurrency.tps} tokens/s, p99 gap ≤ ${2 * pace} ms, nothing lost`,
     "≥ 70 % of B, on both databases",
     `${streams(concurrency.A)} (the harness's ceiling)`,
-    streams(b),
+    (ref) => {
+      const figures = concurrency[ref]
+      if (ref === "B" || figures === undefined || b === undefined || b.highest === 0) return streams(figures)
+      return `${streams(figures)} (${Math.round((100 * figures.highest) / b.highest)} % of B)`
+    },
     (arm) => {
       const c = concurrency[arm]
       if (c === undefined) return "–"
@@ -83,7 +93,7 @@ export const table = (results: Results): string => {
       `added time to first token, one stream, ${q}`,
       `≤ ${ttftLimits[q].postgres} ms on Postgres, ≤ ${ttftLimits[q].pglite} ms on PGlite`,
       ms(a.ttft[q]),
-      signed(diff(single.B?.ttft[q], a.ttft[q])),
+      (ref) => signed(diff(single[ref]?.ttft[q], a.ttft[q])),
       (arm) => {
         const value = diff(single[arm]?.ttft[q], a.ttft[q])
         const limit = isPostgres(arm) ? ttftLimits[q].postgres : ttftLimits[q].pglite
@@ -97,7 +107,7 @@ export const table = (results: Results): string => {
     "short turns (10 tokens) per second",
     "≥ 200 on Postgres, ≥ 100 on PGlite",
     `${short.A?.turnsPerSecond ?? "–"}`,
-    `${short.B?.turnsPerSecond ?? "–"}`,
+    (ref) => `${short[ref]?.turnsPerSecond ?? "–"}`,
     (arm) => {
       const value = short[arm]?.turnsPerSecond
       return value === undefined || value === null ? "–" : `${value} ${mark(value >= (isPostgres(arm) ? 200 : 100))}`
@@ -109,7 +119,7 @@ export const table = (results: Results): string => {
     `memory per open stream (RSS slope, ${s.memory.low} → ${s.memory.high} streams at ${s.memory.tps} token/s)`,
     "≤ 64 KiB",
     "–",
-    memory.B === undefined ? "–" : `${memory.B.kibPerStream} KiB`,
+    (ref) => memory[ref] === undefined ? "–" : `${memory[ref]!.kibPerStream} KiB`,
     (arm) => {
       const figures = memory[arm]
       if (figures === undefined) return "–"
@@ -123,7 +133,7 @@ export const table = (results: Results): string => {
     `resident memory of everything \`npm start\` runs, idle ${s.idle.idleMs / 1000} s after ${s.idle.warmupTurns} turns (5 s after them, in brackets)`,
     "≤ 150 MiB on Postgres",
     "–",
-    "–",
+    none,
     (arm) => {
       const figures = idle[arm]
       if (figures === undefined) return "–"
@@ -149,7 +159,7 @@ export const table = (results: Results): string => {
     `time to first token, p99, with ${s.ttftUnderLoad.background} streams at ${s.ttftUnderLoad.tps} tokens/s open, vs one stream`,
     "≤ 2 × its p99 with one stream",
     loadedCell("A", false),
-    loadedCell("B", false),
+    (ref) => loadedCell(ref, false),
     (arm) => loadedCell(arm, true)
   )
 
@@ -158,7 +168,7 @@ export const table = (results: Results): string => {
     `resident memory after a ${Math.round(s.soak.durationMs / 1000)} s soak of mixed turns (${s.soak.concurrency} clients), idle again`,
     "within 10 % of the idle figure before it",
     "–",
-    "–",
+    none,
     (arm) => {
       if (results.soakArm === undefined) return "skipped"
       const figures = soak[arm]
@@ -175,7 +185,7 @@ export const table = (results: Results): string => {
     `abort → every status terminal, p99 (${s.abort.live} live streams at ${s.abort.tps} tokens/s)`,
     "≤ 50 ms",
     "–",
-    "–",
+    none,
     (arm) =>
       abort[arm] === undefined
         ? "–"
@@ -194,7 +204,7 @@ export const table = (results: Results): string => {
     `abort from the other instance → every status terminal, p99 (two instances, ${s.instances?.live} live streams; beside: through the owner)`,
     "≤ 100 ms",
     "–",
-    "–",
+    none,
     (arm) =>
       twoInstances(arm, (figures) =>
         `${ms(figures.abortElsewhere.p99)} (p50 ${ms(figures.abortElsewhere.p50)}; owner p99 ${ms(figures.abortHere.p99)}) ${
@@ -205,7 +215,7 @@ export const table = (results: Results): string => {
     `a live delta at a follower on the other instance, later than at the turn's own client: p50 / max (${s.instances?.streams} streams; beside: a follower on the owner)`,
     "p50 ≤ 50 ms, max ≤ 250 ms",
     "–",
-    "–",
+    none,
     (arm) =>
       twoInstances(arm, (figures) =>
         `${ms(figures.followerElsewhere.p50)} / ${ms(figures.followerElsewhere.max)} (owner ${ms(figures.followerHere.p50)} / ${ms(figures.followerHere.max)}${
@@ -218,7 +228,7 @@ export const table = (results: Results): string => {
     `short turns with every span exported over OTLP/HTTP (protobuf, to a sink): turns/s, CPU per turn, bytes exported per turn (beside: the same arm without an exporter, measured just before)`,
     "reported",
     "–",
-    "–",
+    none,
     (arm) => {
       const figures = tracing?.[arm]
       if (figures === undefined) return "–"
@@ -231,7 +241,7 @@ export const table = (results: Results): string => {
     "short turns with `AUTH=api_key` (a key looked up per request): turns/s, CPU per turn (beside: the same arm with `AUTH=none`, measured just before)",
     "reported",
     "–",
-    "–",
+    none,
     (arm) => {
       const figures = authentication?.[arm]
       if (figures === undefined) return "–"
@@ -244,7 +254,7 @@ export const table = (results: Results): string => {
     `journal bytes per \`llm.stream.delta\` (table + index size ÷ rows, ${s.journal.tokens}-token answers)`,
     "≤ 120 bytes",
     "–",
-    "–",
+    none,
     (arm) => {
       const figures = journal[arm]
       if (figures === undefined) return "–"
@@ -258,7 +268,7 @@ export const table = (results: Results): string => {
     `bytes on the wire per delta, \`Accept-Encoding: gzip\` (${s.wire.tokens} tokens at ${s.wire.tps} tokens/s)`,
     "≤ 150",
     "–",
-    "–",
+    none,
     (arm) => {
       const figures = wire[arm]
       if (figures === undefined) return "–"
@@ -280,7 +290,7 @@ export const table = (results: Results): string => {
       `added gap between tokens, one stream, ${q}`,
       "–",
       ms(a.gap[q]),
-      signed(diff(single.B?.gap[q], a.gap[q])),
+      (ref) => signed(diff(single[ref]?.gap[q], a.gap[q])),
       (arm) => signed(diff(single[arm]?.gap[q], a.gap[q]))
     )
   }
@@ -288,17 +298,17 @@ export const table = (results: Results): string => {
     "stalls / lost frames, one stream",
     "–",
     `${a.stalls} / ${a.lost}`,
-    single.B === undefined ? "–" : `${single.B.stalls} / ${single.B.lost}`,
+    (ref) => single[ref] === undefined ? "–" : `${single[ref]!.stalls} / ${single[ref]!.lost}`,
     (arm) => single[arm] === undefined ? "–" : `${single[arm]!.stalls} / ${single[arm]!.lost}`
   )
   row(
     "upstream socket closed after the abort's answer, p99",
     "–",
     "–",
-    "–",
+    none,
     (arm) => abort[arm] === undefined ? "–" : `${ms(abort[arm]!.upstreamClosedAfterAnswer.p99)} (${abort[arm]!.upstreamNotClosed} not closed)`
   )
-  row("database writes per turn: 16 → 1024 tokens, same duration", "–", "–", "–", (arm) => {
+  row("database writes per turn: 16 → 1024 tokens, same duration", "–", "–", none, (arm) => {
     const [few, many] = writes[arm] ?? []
     if (few === undefined || many === undefined) return "–"
     return `${few.commitsPerTurn} → ${many.commitsPerTurn} commits; ${few.rowsWrittenPerTurn} → ${many.rowsWrittenPerTurn} rows`
@@ -317,7 +327,7 @@ export const table = (results: Results): string => {
     `CPU in cores over the highest passing level's steady window (${results.clientProcesses} load client processes; others: the rest of the machine)`,
     "–",
     cores("A"),
-    cores("B"),
+    cores,
     cores
   )
   const failures = results.failures.map(({ scenario, arm, error }) => `- ${scenario} on ${arm}: ${error.split("\n")[0]}`)

@@ -3,11 +3,13 @@
  *
  * - A: the client reads the fake upstream directly (the limit);
  * - B: through a bare Node passthrough proxy (the cost of any Node hop);
+ * - F: through `floor.ts`, the stack's floor: a relay built as the service is (Effect's HTTP
+ *   server, a fiber per run, spec 95's spans, one framed event per chunk) that keeps nothing;
  * - C: through this service (`npm start`, `LLM_PROVIDER=openai` pointed at the upstream), on
  *   real Postgres when `BENCH_DATABASE_URL` is set (a server the benchmark may create databases
  *   on), and on the embedded PGlite.
  *
- * This process only orchestrates: the upstream, the proxy, the services and the clients
+ * This process only orchestrates: the upstream, the proxy, the floor, the services and the clients
  * (`client.ts`: one probe process and `BENCH_CLIENTS` load processes) are processes of their own.
  *
  * Writes `bench/results.json` and the table in `BENCHMARKS.md`. `BENCH_QUICK=1` runs every
@@ -201,6 +203,9 @@ const run = async () => {
   children.push(clients)
   const proxy = await startListener("proxy", "bench/proxy.ts", { UPSTREAM_URL: upstream.url.href })
   children.push(proxy)
+  // With the heap and allocator settings `npm start` gives the service.
+  const floor = await startListener("floor", "bench/floor.ts", { UPSTREAM_URL: upstream.url.href, MALLOC_ARENA_MAX: "2" }, ["--max-semi-space-size=2"])
+  children.push(floor)
   const bench: Scenarios.Bench = { clients, upstream }
   const kinds: Array<"C: Postgres" | "C: PGlite"> = databaseUrl === undefined ? ["C: PGlite"] : ["C: Postgres", "C: PGlite"]
   if (databaseUrl === undefined) log("BENCH_DATABASE_URL is not set: the Postgres arm is skipped (see the README)")
@@ -209,7 +214,7 @@ const run = async () => {
   const services = running.map(({ arm }) => arm)
   const statsUrl = running.find(({ url }) => url !== undefined)?.url
   const stats = statsUrl === undefined ? undefined : await connect(statsUrl)
-  const arms: Array<Arm> = [direct("A", upstream.url, undefined, clients), direct("B", proxy.url, proxy, clients), ...services]
+  const arms: Array<Arm> = [direct("A", upstream.url, undefined, clients), direct("B", proxy.url, proxy, clients), direct("F", floor.url, floor, clients), ...services]
   const hops = arms.filter((arm) => arm.name !== "A")
   const postgres = services.find((arm) => arm.name === "C: Postgres")
   log(`arms: ${arms.map((arm) => arm.name).join(", ")}; ${clients.load} load client processes and a probe client process`)
