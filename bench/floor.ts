@@ -122,6 +122,8 @@ const app = Effect.gen(function*() {
         const fiber = runFork(run(payload, body))
         // A client that goes away aborts its run.
         body.on("close", () => fiber.unsafeInterruptAsFork(fiber.id()))
+        // As the service's `Runner.launch` does: the run's request to the upstream leaves first.
+        yield* Effect.async<void>((resume) => void process.nextTick(() => resume(Effect.void)))
         return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers: { "cache-control": "no-cache" } })
       }).pipe(Effect.orDie)
     )
