@@ -333,7 +333,7 @@ export const table = (results: Results): string => {
   const failures = results.failures.map(({ scenario, arm, error }) => `- ${scenario} on ${arm}: ${error.split("\n")[0]}`)
   return [
     `Measured ${results.date} on ${results.machine.cpus}× ${results.machine.cpu}, ${results.machine.memoryGiB} GiB, Node ${results.machine.node}, ` +
-    `with \`${results.command}\`; every process (clients, upstream, proxy, service, Postgres) on this machine. ` +
+    `with \`${results.command}\`; every process (clients, upstream, proxy, floor, services, Postgres) on this machine. ` +
     `All figures come from [\`bench/results.json\`](bench/results.json).`,
     "",
     header,
