@@ -1,5 +1,4 @@
-import { Cause, Clock, Effect, Exit, HashSet, Mailbox, Stream } from "effect"
-import type { Fiber } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, HashSet, Mailbox, Stream } from "effect"
 import { GenerationFailed } from "../domain/Generation.ts"
 import type { ErrorInfo, Usage } from "../domain/Generation.ts"
 import type { ChatId, GenerationId, MessageId, RunId, StepRunId, VariantId } from "../domain/Ids.ts"
@@ -12,6 +11,7 @@ import { sha256Of, sha256OfText } from "./Hashing.ts"
 import { ChatModel } from "./llm/ChatModel.ts"
 import * as GenAiSpan from "./observability/GenAiSpan.ts"
 import * as Metrics from "./observability/Metrics.ts"
+import * as Tracing from "./observability/Tracing.ts"
 import { makeId } from "./Uuid.ts"
 import { merge, WriteBehind } from "./WriteBehind.ts"
 
@@ -98,8 +98,8 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         const clock = yield* Effect.clock
         const fiber = yield* Effect.withFiberRuntime<Fiber.RuntimeFiber<unknown, unknown>>((fiber) => Effect.succeed(fiber))
         const modelName = typeof request.settings.model === "string" ? request.settings.model : model.model
-        // Ends after the row is closed (finalizers run last-in first-out), so it records the outcome.
-        const span = yield* Effect.makeSpanScoped(GenAiSpan.spanName(modelName), {
+        // The parent of the model's request (spec 95); closed after the row, so it records the outcome.
+        const { close: closeSpan, span } = yield* Tracing.openSpan(GenAiSpan.spanName(modelName), {
           kind: "client",
           attributes: GenAiSpan.requestAttributes({
             provider: model.provider,
@@ -180,9 +180,8 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             if (request.runId === undefined) yield* durably(writeBehind.flush)
           }).pipe(Effect.withSpan("Generations.close"))
 
-        yield* Effect.acquireRelease(writeBehind.add(source), (_, exit) => close(exit))
+        yield* writeBehind.add(source)
         writeBehind.soon()
-        sink.started({ generationId, provider: model.provider, model: modelName })
 
         // Text counts as it leaves, so the variant holds exactly what was streamed.
         let deltas = 0
@@ -193,32 +192,25 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
         }
         // DELTA_COALESCE_MS (spec 30): chunks that arrive within one window leave as one delta.
         let held = ""
-        const window = yield* Effect.makeLatch(false)
-        if (config.deltaCoalesceMs > 0) {
-          yield* Effect.gen(function*() {
-            while (true) {
-              yield* window.await
-              yield* Effect.sleep(config.deltaCoalesceMs)
-              window.unsafeClose()
-              const content = held
-              held = ""
-              if (content !== "") emit(content)
-            }
-          }).pipe(Effect.forkScoped)
-        }
+        const window = Effect.unsafeMakeLatch(false)
+        const coalescing = config.deltaCoalesceMs <= 0 ? undefined : yield* Effect.fork(Effect.gen(function*() {
+          while (true) {
+            yield* window.await
+            yield* Effect.sleep(config.deltaCoalesceMs)
+            window.unsafeClose()
+            const content = held
+            held = ""
+            if (content !== "") emit(content)
+          }
+        }))
 
         // The model answers in this fiber; the watchdog interrupts a silent one.
         const listener: Listening = {
           lastHeardAt: clock.unsafeCurrentTimeMillis(),
           silent: () => fiber.unsafeInterruptAsFork(llmIdleTimeout)
         }
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            listening.add(listener)
-            listened.unsafeOpen()
-          }),
-          () => Effect.sync(() => listening.delete(listener))
-        )
+        listening.add(listener)
+        listened.unsafeOpen()
         const answer = model.stream(request.prompt, request.settings, {
           heard: (metadata) => {
             listener.lastHeardAt = clock.unsafeCurrentTimeMillis()
@@ -250,12 +242,24 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             sink.finished(finishReason, usage)
           }
         })
-        yield* answer.pipe(
+        yield* Effect.suspend(() => {
+          sink.started({ generationId, provider: model.provider, model: modelName })
+          return answer
+        }).pipe(
           // A model that stopped without saying it finished cut the answer short (spec 90).
           Effect.zipRight(Effect.suspend(() => finished === undefined ? Effect.fail(unfinished) : Effect.void)),
-          Effect.withParentSpan(span)
+          // One finalizer, from the first write on: the watchdog and the coalescing let go, the row
+          // closed, then the span.
+          Effect.onExit((exit) =>
+            Effect.suspend(() => {
+              listening.delete(listener)
+              return (coalescing === undefined ? close(exit) : Effect.zipRight(Fiber.interrupt(coalescing), close(exit))).pipe(
+                Effect.ensuring(closeSpan(exit))
+              )
+            })
+          )
         )
-      }).pipe(Effect.scoped)
+      })
 
     /** The same generation as a `Stream`: for programs that consume it as values. */
     const generate = (request: GenerateRequest): Stream.Stream<GenerationEvent, GenerationFailed> =>

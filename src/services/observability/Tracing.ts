@@ -1,6 +1,5 @@
-import { Config, Effect, Layer, Option } from "effect"
-import type { ConfigError } from "effect"
-import type { Tracer } from "effect"
+import { Config, Context, Effect, FiberRef, Layer, Option, Tracer } from "effect"
+import type { ConfigError, Exit } from "effect"
 
 /**
  * Traces (spec 95): the spans the service makes are Effect's own (`Effect.fn`, `withSpan`), and
@@ -80,3 +79,27 @@ export const recordedSpan: Effect.Effect<Option.Option<Tracer.AnySpan>> = Effect
 /** The W3C `traceparent` header of a span (spec 95: the upstream request joins the trace). */
 export const traceparentOf = (span: Tracer.AnySpan) =>
   `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
+
+/** A span open in the current fiber, the parent of what the fiber does until it is closed. */
+export interface OpenSpan {
+  readonly span: Tracer.Span
+  /** Ends the span with how its work ended, and makes its parent the current span again. */
+  readonly close: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
+}
+
+/**
+ * `Effect.withSpan` in two halves, for the spans a run's fiber keeps open while it streams (the
+ * run, its step, its generation): opened as one step of the fiber, closed from the finalizer the
+ * work already has, so that a span costs the fiber no frame of its own while it is open. Its
+ * creation site is fixed, so no stack trace is captured.
+ */
+export const openSpan = (name: string, options: Omit<Tracer.SpanOptions, "captureStackTrace">): Effect.Effect<OpenSpan> =>
+  Effect.flatMap(Effect.makeSpan(name, { ...options, captureStackTrace: false }), (span) =>
+    Effect.map(FiberRef.getAndUpdate(FiberRef.currentContext, Context.add(Tracer.ParentSpan, span)), (parent) => ({
+      span,
+      close: (exit) =>
+        Effect.flatMap(Effect.clock, (clock) => {
+          span.end(clock.unsafeCurrentTimeNanos(), exit)
+          return FiberRef.set(FiberRef.currentContext, parent)
+        })
+    })))

@@ -11,6 +11,7 @@ import type { Generations } from "../Generations.ts"
 import { timeoutError } from "../Interruption.ts"
 import type { Timeouts } from "../Interruption.ts"
 import * as Metrics from "../observability/Metrics.ts"
+import * as Tracing from "../observability/Tracing.ts"
 import { makeId } from "../Uuid.ts"
 import type { WriteBehind } from "../WriteBehind.ts"
 import type { LiveRun } from "./LiveRuns.ts"
@@ -60,7 +61,9 @@ export interface RunProgramDeps {
  * failure, defect, interruption): the steps never reached are skipped, the run is closed, the
  * terminal event emitted, and everything the run still holds is written in one statement. The
  * rows change in memory (`RunRows`) and are written behind, so no step waits for the database:
- * the only write a run waits for is its last.
+ * the only write a run waits for is its last. The caller runs `steps` with `finalize` as their one
+ * finalizer (`Runner`): a step's span and its closing share one finalizer too, so a streaming
+ * run's fiber holds a few frames, not one set per concern.
  */
 export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveRun, rows: RunRows) => {
   const { log } = run
@@ -81,7 +84,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     error: null
   })
 
-  /** One step: its row and `pipeline.step.started` now, its closing from its own `Exit`. */
+  /** One step: its row, its span and `pipeline.step.started` now, its closing from its own `Exit`. */
   const step = <A, E>(stepType: StepType, label: string, body: (ref: StepRef) => Effect.Effect<StepResult<A>, E>) =>
     Effect.gen(function*() {
       const ref: StepRef = { stepRunId: yield* makeId<StepRunId>(), stepType }
@@ -90,8 +93,10 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
       rows.step({ ...stepRow(ref, label, startedAt), status: "running", finishedAt: null })
       deps.writeBehind.soon()
       log.emit({ type: "pipeline.step.started", status: "running", label }, ref)
-      return yield* body(ref).pipe(
-        Effect.withSpan(`turn.step ${stepType}`, { attributes: { "turn.step.type": stepType, "turn.step_run_id": ref.stepRunId } }),
+      const span = yield* Tracing.openSpan(`turn.step ${stepType}`, {
+        attributes: { "turn.step.type": stepType, "turn.step_run_id": ref.stepRunId }
+      })
+      const { value } = yield* body(ref).pipe(
         Effect.onExit((exit) =>
           Effect.suspend(() => {
             const finishedAt = now()
@@ -110,11 +115,14 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
               durationMs: finishedAt.getTime() - startedAt.getTime(),
               ...(error ? { error } : {})
             }, ref)
-            return Exit.isFailure(exit) && error === internalError ? Effect.logError(`step ${stepType} failed`, exit.cause) : Effect.void
+            const closed = span.close(exit)
+            return Exit.isFailure(exit) && error === internalError
+              ? Effect.zipRight(closed, Effect.logError(`step ${stepType} failed`, exit.cause))
+              : closed
           })
-        ),
-        Effect.map(({ value }) => value)
+        )
       )
+      return value
     })
 
   /** The `llm` step: the model's answer from its sink straight into the log, in plain synchronous code. */
@@ -169,13 +177,6 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     )
   }
 
-  const steps = Effect.gen(function*() {
-    const prompt = yield* step("pre", deps.pre.label, () => deps.pre.run(context))
-    yield* step("llm", "Generating answer", llm(prompt))
-    const { content } = yield* step("post", deps.post.label, () => deps.post.run({ ...context, answer }))
-    if (content !== undefined) rows.text(context.assistantVariantId, content)
-  })
-
   const finalize = (exit: Exit.Exit<unknown, unknown>) =>
     Effect.gen(function*() {
       log.hold()
@@ -224,14 +225,17 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
       }))
     })
 
-  return Effect.gen(function*() {
+  /** The steps, in order; whichever way they end, `finalize` closes the run from their `Exit`. */
+  const steps = Effect.gen(function*() {
     yield* deps.writeBehind.add(rows)
     yield* deps.writeBehind.add(log)
     // Asked to stop before it started (spec 75): no step runs, the model is never called.
     if (run.abortRequestedAt !== undefined) return yield* Effect.interrupt
-    yield* steps
-  }).pipe(
-    Effect.scoped,
-    Effect.onExit(finalize)
-  )
+    const prompt = yield* step("pre", deps.pre.label, () => deps.pre.run(context))
+    yield* step("llm", "Generating answer", llm(prompt))
+    const { content } = yield* step("post", deps.post.label, () => deps.post.run({ ...context, answer }))
+    if (content !== undefined) rows.text(context.assistantVariantId, content)
+  })
+
+  return { steps, finalize } as const
 }

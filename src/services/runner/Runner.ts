@@ -1,4 +1,4 @@
-import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberRef, Option, Runtime, Schedule } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberRef, HashMap, Option, Runtime, Schedule } from "effect"
 import type { Scope, Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import type { AbortReason } from "../../domain/Run.ts"
@@ -160,20 +160,26 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
       log.emit({ type: "pipeline.run.started", status: "running" })
       // The run's span continues the trace of the request that started it (spec 95), when one is recorded.
       const parent = yield* Tracing.recordedSpan
+      const program = runProgram(deps, context, run, new RunRows(context.runId))
+      const forget = Effect.sync(() => {
+        live.remove(context.runId)
+        Metrics.set(Metrics.runsLive, live.size())
+        deadlines.delete(context.runId)
+      })
+      // The fiber is the run's own: its log annotations and its span are set on it, not around it,
+      // and one finalizer closes the run, forgets it here and ends the span.
       runFork(
         context.runId,
-        runProgram(deps, context, run, new RunRows(context.runId)).pipe(
-          Effect.ensuring(Effect.sync(() => {
-            live.remove(context.runId)
-            Metrics.set(Metrics.runsLive, live.size())
-            deadlines.delete(context.runId)
-          })),
-          Effect.annotateLogs({ runId: context.runId, chatId: context.chatId }),
-          Effect.withSpan("turn.run", {
+        Effect.gen(function*() {
+          yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.union(HashMap.make(["runId", context.runId], ["chatId", context.chatId])))
+          const span = yield* Tracing.openSpan("turn.run", {
             attributes: { "turn.run_id": context.runId, "turn.chat_id": context.chatId, "turn.trigger": context.trigger },
             ...(Option.isSome(parent) ? { parent: parent.value } : {})
           })
-        )
+          yield* program.steps.pipe(
+            Effect.onExit((exit) => program.finalize(exit).pipe(Effect.ensuring(forget), Effect.ensuring(span.close(exit))))
+          )
+        })
       )
       // The run's fiber ran at once, as far as its model request; that request's bytes leave
       // before the caller goes on: Node writes a request in `process.nextTick`, which waits until
