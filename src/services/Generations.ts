@@ -51,7 +51,8 @@ interface Listening {
  * The chat-core's streaming generation (spec 30, `llm`). `run` creates the `llm_generations` row,
  * streams the model's answer into a sink, writes the text to the variant at most once per
  * `FLUSH_INTERVAL_MS` and once at the end, and closes the row from its `Exit`: `done` when the
- * model finished, `error` with its code when it failed, `aborted` when interrupted. A silence of
+ * model finished, `error` with its code when it failed, `aborted` when interrupted; it succeeds
+ * with the answer's whole text, as it was streamed. A silence of
  * `LLM_IDLE_TIMEOUT_MS` (first chunk included) interrupts the fiber streaming it as `llmIdleTimeout`
  * (`Interruption.ts`), and it ends `error` with `upstream_timeout`.
  *
@@ -92,7 +93,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
       }
     }).pipe(Effect.forkScoped)
 
-    const run = (request: GenerateRequest, sink: GenerationSink): Effect.Effect<void, GenerationFailed> =>
+    const run = (request: GenerateRequest, sink: GenerationSink): Effect.Effect<string, GenerationFailed> =>
       Effect.gen(function*() {
         const generationId = yield* makeId<GenerationId>()
         const clock = yield* Effect.clock
@@ -242,12 +243,12 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             sink.finished(finishReason, usage)
           }
         })
-        yield* Effect.suspend(() => {
+        return yield* Effect.suspend(() => {
           sink.started({ generationId, provider: model.provider, model: modelName })
           return answer
         }).pipe(
           // A model that stopped without saying it finished cut the answer short (spec 90).
-          Effect.zipRight(Effect.suspend(() => finished === undefined ? Effect.fail(unfinished) : Effect.void)),
+          Effect.zipRight(Effect.suspend(() => finished === undefined ? Effect.fail(unfinished) : Effect.succeed(text))),
           // One finalizer, from the first write on: the watchdog and the coalescing let go, the row
           // closed, then the span.
           Effect.onExit((exit) =>
@@ -270,6 +271,7 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
           delta: (content) => events.unsafeOffer({ _tag: "Delta", content }),
           finished: (finishReason, usage) => events.unsafeOffer({ _tag: "Finished", finishReason, usage })
         }).pipe(
+          Effect.asVoid,
           // The watchdog's interruption ends this fiber: the stream fails as the generation did.
           Effect.onExit((exit) => Effect.sync(() => events.unsafeDone(failedOnSilence(exit, config.llmIdleTimeoutMs)))),
           Effect.forkScoped

@@ -125,8 +125,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
       return value
     })
 
-  /** The `llm` step: the model's answer from its sink straight into the log, in plain synchronous code. */
-  let answer = ""
+  /** The `llm` step: the model's answer from its sink straight into the log, in plain synchronous code; its value is the whole answer. */
   const llm = (prompt: PromptDraft) => (ref: StepRef) => {
     let started = false
     let provider = ""
@@ -154,7 +153,6 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
           firstDelta = false
           Metrics.observe(Metrics.timeToFirstToken, (now().getTime() - context.startedAt.getTime()) / 1000, { provider })
         }
-        answer += content
         log.delta(content)
       },
       finished: (finishReason, usage) =>
@@ -173,7 +171,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
           log.emit({ type: "llm.stream.done", status: error === undefined ? "aborted" : "error" }, ref)
         })
       ),
-      Effect.as({ value: undefined, output: null })
+      Effect.map((answer) => ({ value: answer, output: null }))
     )
   }
 
@@ -232,7 +230,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     // Asked to stop before it started (spec 75): no step runs, the model is never called.
     if (run.abortRequestedAt !== undefined) return yield* Effect.interrupt
     const prompt = yield* step("pre", deps.pre.label, () => deps.pre.run(context))
-    yield* step("llm", "Generating answer", llm(prompt))
+    const answer = yield* step("llm", "Generating answer", llm(prompt))
     const { content } = yield* step("post", deps.post.label, () => deps.post.run({ ...context, answer }))
     if (content !== undefined) rows.text(context.assistantVariantId, content)
   })
