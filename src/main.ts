@@ -2,18 +2,24 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { ConfigError, Console, Context, Deferred, Effect, Exit, Fiber, Layer, Logger } from "effect"
 import { createServer } from "node:http"
 import { ServicesLive } from "./AppLayer.ts"
-import { HttpLive } from "./http/Server.ts"
+import { appWith } from "./http/Server.ts"
 import { AppConfig } from "./services/AppConfig.ts"
 import { DatabaseLive } from "./services/db/Database.ts"
 import { TracingLive } from "./services/observability/Tracing.ts"
 import { Runner } from "./services/runner/Runner.ts"
 
 // The services first, then the listening socket: a request that arrived before the app is
-// served would wait, unanswered, on a socket nobody reads.
+// served would wait, unanswered, on a socket nobody reads. The app sees the services through its
+// handlers only (`appWith`: a request runs in the server's own, small context); the drain below
+// gets them beside it. A Layer is memoized: they are built once.
 const ServerLive = Layer.unwrapEffect(Effect.map(AppConfig, ({ host, port }) =>
-  HttpLive.pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, { port, host })),
-    Layer.provideMerge(ServicesLive),
+  ServicesLive.pipe(
+    Layer.flatMap((services) =>
+      Layer.merge(
+        Layer.succeedContext(services),
+        appWith(ServicesLive).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port, host })))
+      )
+    ),
     Layer.provide(DatabaseLive),
     // Outermost: built first and closed last, so the spans of the shutdown are exported too.
     Layer.provide(TracingLive)

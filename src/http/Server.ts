@@ -1,3 +1,4 @@
+import type * as HttpApi from "@effect/platform/HttpApi"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
@@ -61,37 +62,48 @@ const logger = (app: HttpApp.Default): HttpApp.Default =>
       )
       : HttpMiddleware.logger(app))
 
-/**
- * The API's handlers, the OpenAPI document and its docs page, and the web app (`/`, `/ui/…`),
- * served on whatever `HttpServer` is given.
- */
-export const HttpLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) => {
-  const withCors = cors(config.corsOrigins)
-  return HttpApiBuilder.serve((app) => logger(withCors(app)))
-})).pipe(
-  Layer.provide(DocsHttp),
-  Layer.provide(WebApp),
-  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-  Layer.provide(ErrorBodies),
-  Layer.provide(HttpApiBuilder.api(Api).pipe(
-    Layer.provide([SystemHttp.pipe(Layer.provide(Prometheus.Default)), ChatsHttp, TurnsHttp, RunsHttp]),
-    Layer.provide(AuthenticationLive)
-  )),
-  // Long path parameters still reach their route, to be refused there as invalid ids (400, not 404).
-  Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384 })),
-  // A URL with a run's event token is not traced either: `url.full` would carry it.
-  HttpMiddleware.withTracerDisabledWhen((request) => carriesToken.test(request.url)),
-  HttpServer.withLogAddress
+/** The API's handlers, with its authentication. */
+const ApiLive = HttpApiBuilder.api(Api).pipe(
+  Layer.provide([SystemHttp.pipe(Layer.provide(Prometheus.Default)), ChatsHttp, TurnsHttp, RunsHttp]),
+  Layer.provide(AuthenticationLive)
 )
 
-/** The HTTP API over the given services (`servicesWith` over your steps, for one). */
+/** The API, the OpenAPI document and its docs page, and the web app, served on whatever `HttpServer` is given. */
+const serving = <E, R>(api: Layer.Layer<HttpApi.Api, E, R>) =>
+  Layer.unwrapEffect(Effect.map(AppConfig, (config) => {
+    const withCors = cors(config.corsOrigins)
+    return HttpApiBuilder.serve((app) => logger(withCors(app)))
+  })).pipe(
+    Layer.provide(DocsHttp),
+    Layer.provide(WebApp),
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide(ErrorBodies),
+    Layer.provide(api),
+    // Long path parameters still reach their route, to be refused there as invalid ids (400, not 404).
+    Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384 })),
+    // A URL with a run's event token is not traced either: `url.full` would carry it.
+    HttpMiddleware.withTracerDisabledWhen((request) => carriesToken.test(request.url)),
+    HttpServer.withLogAddress
+  )
+
+/**
+ * The API's handlers, the OpenAPI document and its docs page, and the web app (`/`, `/ui/…`),
+ * served on whatever `HttpServer` is given, over services the program provides.
+ */
+export const HttpLive = serving(ApiLive)
+
+/**
+ * The HTTP API over the given services (`servicesWith` over your steps, for one). Only the
+ * handlers see the services: a request runs in the server's own context, which stays small (each
+ * open stream keeps a copy of it).
+ */
 export const appWith = <E, R>(
   services: Layer.Layer<
     Chats | Messages | Turns | TurnStops | Runs | Runner | RunEvents | Notifications | Access | Ownership | Limits,
     E,
     R
   >
-) => HttpLive.pipe(Layer.provide(services))
+) => serving(ApiLive.pipe(Layer.provide(services)))
 
 /** The HTTP API over the services; needs an `HttpServer`, `AppConfig` and a `SqlClient`. */
 export const AppLive = appWith(ServicesLive)
