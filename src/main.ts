@@ -9,15 +9,15 @@ import { TracingLive } from "./services/observability/Tracing.ts"
 import { Runner } from "./services/runner/Runner.ts"
 
 // The services first, then the listening socket: a request that arrived before the app is
-// served would wait, unanswered, on a socket nobody reads. The app sees the services through its
-// handlers only (`appWith`: a request runs in the server's own, small context); the drain below
-// gets them beside it. A Layer is memoized: they are built once.
+// served would wait, unanswered, on a socket nobody reads. The app is given the services built
+// here, and sees them through its handlers only (`appWith`: a request runs in the server's own,
+// small context); the drain below gets them beside it.
 const ServerLive = Layer.unwrapEffect(Effect.map(AppConfig, ({ host, port }) =>
   ServicesLive.pipe(
     Layer.flatMap((services) =>
       Layer.merge(
         Layer.succeedContext(services),
-        appWith(ServicesLive).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port, host })))
+        appWith(Layer.succeedContext(services)).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port, host })))
       )
     ),
     Layer.provide(DatabaseLive),

@@ -95,7 +95,7 @@ export const HttpLive = serving(ApiLive)
 /**
  * The HTTP API over the given services (`servicesWith` over your steps, for one). Only the
  * handlers see the services: a request runs in the server's own context, which stays small (each
- * open stream keeps a copy of it).
+ * open stream keeps its request's copy of it).
  */
 export const appWith = <E, R>(
   services: Layer.Layer<
