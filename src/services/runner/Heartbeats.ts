@@ -1,5 +1,4 @@
-import { Effect } from "effect"
-import type { Scope } from "effect"
+import { Effect, Scope } from "effect"
 
 /** One follower's keep-alive, while its scope lasts. */
 export interface Heartbeat {
@@ -46,15 +45,16 @@ export class Heartbeats extends Effect.Service<Heartbeats>()("turn-runner/Heartb
 
     /** `beat` whenever nothing was sent for `everyMs` (a keep-alive), until the scope closes. */
     const register = (everyMs: number, beat: () => void): Effect.Effect<Heartbeat, never, Scope.Scope> =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
+      Effect.flatMap(Effect.scope, (scope) =>
+        Effect.suspend(() => {
           const entry: Beating = { lastAt: clock.unsafeCurrentTimeMillis(), everyMs, beat }
           beating.add(entry)
           if (entry.lastAt + everyMs < wakeAt) sooner.unsafeOpen()
-          return { entry, heartbeat: { touch: () => void (entry.lastAt = clock.unsafeCurrentTimeMillis()) } }
-        }),
-        ({ entry }) => Effect.sync(() => beating.delete(entry))
-      ).pipe(Effect.map(({ heartbeat }) => heartbeat))
+          // A scope's own finalizer: it keeps nothing of the fiber that registered (an open stream's whole life).
+          return Effect.as(Scope.addFinalizer(scope, Effect.sync(() => beating.delete(entry))), {
+            touch: () => void (entry.lastAt = clock.unsafeCurrentTimeMillis())
+          })
+        })).pipe(Effect.uninterruptible)
 
     return { register } as const
   })

@@ -1,5 +1,4 @@
-import { Duration, Effect, Exit, Mailbox, Option, Stream } from "effect"
-import type { Scope } from "effect"
+import { Duration, Effect, Exit, Mailbox, Option, Scope, Stream } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import { isTerminal } from "../../domain/RunEvent.ts"
 import type { RunEvent } from "../../domain/RunEvent.ts"
@@ -100,8 +99,9 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
                 else for (const entry of entries) held.push(entry)
               })
             ),
-            // The finalizer keeps only the unsubscribe, not the events pending at the start.
-            ({ unsubscribe }) => Effect.addFinalizer(() => Effect.sync(unsubscribe))
+            // The finalizer keeps only the unsubscribe: not the events pending at the start, nor
+            // (a scope's own finalizer) a copy of this fiber's refs.
+            ({ unsubscribe }) => Effect.flatMap(Effect.scope, (scope) => Scope.addFinalizer(scope, Effect.sync(unsubscribe)))
           ))
           // Nothing to read when the client is already past what the journal holds (a new turn's client).
           if (journaledSeq > after) deliver(yield* read(runId, after, journaledSeq))

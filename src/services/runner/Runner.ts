@@ -240,16 +240,32 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         Effect.delay(Duration.millis(20))
       )
 
-    /** The handle of a run, live here or not. */
-    const handle = (runId: RunId): RunHandle => ({
-      runId,
-      events: events.follow(runId, 0, asRunEvents),
-      follow: (after, options) => events.follow(runId, after, options),
-      subscribe: (after, follower) => events.subscribe(runId, after, follower),
-      abort: (reason) => abort(runId, reason),
-      abortInBackground: (reason) =>
-        Effect.asVoid(Effect.forkIn(live.has(runId) ? abortHere(runId, reason) : requestAbort(runId, reason), scope))
-    })
+    /**
+     * The handle of a run, live here or not. Its methods are the class's, shared: a handle is its
+     * run's id, and a client's open stream, which keeps it, keeps nothing more of it.
+     */
+    class Handle implements RunHandle {
+      constructor(readonly runId: RunId) {}
+      get events() {
+        return events.follow(this.runId, 0, asRunEvents)
+      }
+      follow<A>(after: number, options: FollowOptions<A>) {
+        return events.follow(this.runId, after, options)
+      }
+      subscribe(after: number, follower: Follower) {
+        return events.subscribe(this.runId, after, follower)
+      }
+      abort(reason: AbortReason) {
+        return abort(this.runId, reason)
+      }
+      abortInBackground(reason: AbortReason) {
+        // Where the run is, as it is when the caller goes away.
+        return Effect.suspend(() =>
+          Effect.asVoid(Effect.forkIn(live.has(this.runId) ? abortHere(this.runId, reason) : requestAbort(this.runId, reason), scope))
+        )
+      }
+    }
+    const handle = (runId: RunId): RunHandle => new Handle(runId)
 
     let draining = false
 
