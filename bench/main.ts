@@ -57,7 +57,8 @@ const settings = quick
     single: { turns: 60, warmup: 10, plan: { tokens: 50, ttftMs: 20, tps: 200 } },
     short: { concurrency: 32, durationMs: 8000, slots: 2000, plan: { tokens: 10, ttftMs: 0, tps: 0 } },
     concurrency: {
-      levels: [25, 50, 100, 150, 200, 300, 400, 600, 800, 1000, 1200, 1600, 2000],
+      // Steps of at most 50 up to 500, so "70 % of B" is not rounded to a whole level either way.
+      levels: [25, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000, 1200, 1600, 2000],
       tps: 50,
       steadyMs: 4000,
       startsPerSecond: 100

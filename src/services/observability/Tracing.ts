@@ -4,8 +4,9 @@ import type { ConfigError, Exit } from "effect"
 /**
  * Traces (spec 95): the spans the service makes are Effect's own (`Effect.fn`, `withSpan`), and
  * this Layer exports them over OTLP/HTTP with `@effect/opentelemetry`'s exporter when an endpoint
- * is configured through OpenTelemetry's standard variables. Unset, it is empty: Effect's built-in
- * tracer keeps its spans in memory only, and nothing is recorded or sent.
+ * is configured through OpenTelemetry's standard variables. Unset, there is no exporter and no cost
+ * (spec 95): the tracer is disabled, so a span is a no-op, with no ids, no attributes, nothing kept
+ * for as long as a turn streams.
  */
 
 const protocols = ["http/protobuf", "http/json"] as const
@@ -38,14 +39,14 @@ const headersOf = (input: string): Record<string, string> =>
   }))
 
 /**
- * The OTLP trace exporter when configured, otherwise nothing (its modules are not even loaded);
- * honours `OTEL_RESOURCE_ATTRIBUTES`.
+ * The OTLP trace exporter when configured (honouring `OTEL_RESOURCE_ATTRIBUTES`); otherwise the
+ * tracer disabled, and the exporter's modules not even loaded.
  */
 export const TracingLive: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
   Effect.gen(function*() {
     const config = yield* tracingConfig
     const url = tracesUrl(config)
-    if (Option.isNone(url)) return Layer.empty
+    if (Option.isNone(url)) return Layer.setTracerEnabled(false)
     const [OtlpTracer, OtlpSerialization, FetchHttpClient] = yield* Effect.promise(() =>
       Promise.all([
         import("@effect/opentelemetry/OtlpTracer"),
