@@ -88,19 +88,27 @@ export interface OpenSpan {
   readonly close: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
 }
 
+/** The span a disabled tracer makes: it records nothing, so one serves every caller. */
+const noopSpan = Effect.runSync(Effect.makeSpan("noop", { captureStackTrace: false }).pipe(Effect.withTracerEnabled(false)))
+const noopOpenSpan: OpenSpan = { span: noopSpan, close: () => Effect.void }
+
 /**
  * `Effect.withSpan` in two halves, for the spans a run's fiber keeps open while it streams (the
  * run, its step, its generation): opened as one step of the fiber, closed from the finalizer the
  * work already has, so that a span costs the fiber no frame of its own while it is open. Its
- * creation site is fixed, so no stack trace is captured.
+ * creation site is fixed, so no stack trace is captured. With the tracer disabled (no exporter)
+ * nothing is made and the fiber's context is left as it is: an open stream keeps no span.
  */
 export const openSpan = (name: string, options: Omit<Tracer.SpanOptions, "captureStackTrace">): Effect.Effect<OpenSpan> =>
-  Effect.flatMap(Effect.makeSpan(name, { ...options, captureStackTrace: false }), (span) =>
-    Effect.map(FiberRef.getAndUpdate(FiberRef.currentContext, Context.add(Tracer.ParentSpan, span)), (parent) => ({
-      span,
-      close: (exit) =>
-        Effect.flatMap(Effect.clock, (clock) => {
-          span.end(clock.unsafeCurrentTimeNanos(), exit)
-          return FiberRef.set(FiberRef.currentContext, parent)
-        })
-    })))
+  Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (enabled) =>
+    enabled
+      ? Effect.flatMap(Effect.makeSpan(name, { ...options, captureStackTrace: false }), (span) =>
+        Effect.map(FiberRef.getAndUpdate(FiberRef.currentContext, Context.add(Tracer.ParentSpan, span)), (parent) => ({
+          span,
+          close: (exit) =>
+            Effect.flatMap(Effect.clock, (clock) => {
+              span.end(clock.unsafeCurrentTimeNanos(), exit)
+              return FiberRef.set(FiberRef.currentContext, parent)
+            })
+        })))
+      : Effect.succeed(noopOpenSpan))

@@ -84,21 +84,29 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     error: null
   })
 
-  /** One step: its row, its span and `pipeline.step.started` now, its closing from its own `Exit`. */
-  const step = <A, E>(stepType: StepType, label: string, body: (ref: StepRef) => Effect.Effect<StepResult<A>, E>) =>
-    Effect.gen(function*() {
-      const ref: StepRef = { stepRunId: yield* makeId<StepRunId>(), stepType }
+  /**
+   * One step: its row, its span and `pipeline.step.started` now, its closing from its own `Exit`
+   * (after `ending`, the step's own last words), and its value out of its result, in one frame for
+   * as long as the step runs.
+   */
+  const step = <A, E>(
+    stepType: StepType,
+    label: string,
+    body: (ref: StepRef) => Effect.Effect<StepResult<A>, E>,
+    ending?: (exit: Exit.Exit<StepResult<A>, E>) => void
+  ): Effect.Effect<A, E> =>
+    Effect.flatMap(makeId<StepRunId>(), (stepRunId) => {
+      const ref: StepRef = { stepRunId, stepType }
       const startedAt = now()
       reached.add(stepType)
       rows.step({ ...stepRow(ref, label, startedAt), status: "running", finishedAt: null })
       deps.writeBehind.soon()
       log.emit({ type: "pipeline.step.started", status: "running", label }, ref)
-      const span = yield* Tracing.openSpan(`turn.step ${stepType}`, {
-        attributes: { "turn.step.type": stepType, "turn.step_run_id": ref.stepRunId }
-      })
-      const { value } = yield* body(ref).pipe(
-        Effect.onExit((exit) =>
-          Effect.suspend(() => {
+      return Effect.flatMap(
+        Tracing.openSpan(`turn.step ${stepType}`, { attributes: { "turn.step.type": stepType, "turn.step_run_id": ref.stepRunId } }),
+        (span) => {
+          const close = (exit: Exit.Exit<StepResult<A>, E>) => Effect.suspend(() => {
+            ending?.(exit)
             const finishedAt = now()
             const error = Exit.isFailure(exit) ? errorFor(exit.cause) : undefined
             const status = Exit.isSuccess(exit) ? "done" : error === undefined ? "aborted" : "error"
@@ -120,14 +128,22 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
               ? Effect.zipRight(closed, Effect.logError(`step ${stepType} failed`, exit.cause))
               : closed
           })
-        )
+          // `Effect.onExit` and a `map`, merged.
+          return Effect.uninterruptibleMask((restore) =>
+            Effect.matchCauseEffect(restore(body(ref)), {
+              onFailure: (cause) => Effect.zipRight(close(Exit.failCause(cause)), Effect.failCause(cause)),
+              onSuccess: (result) => Effect.as(close(Exit.succeed(result)), result.value)
+            })
+          )
+        }
       )
-      return value
     })
+
+  /** The `llm` step, once its generation started streaming. */
+  let llmStarted: StepRef | undefined
 
   /** The `llm` step: the model's answer from its sink straight into the log, in plain synchronous code; its value is the whole answer. */
   const llm = (prompt: PromptDraft) => (ref: StepRef) => {
-    let started = false
     let provider = ""
     let firstDelta = true
     log.deltasOf(ref)
@@ -142,7 +158,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     }, {
       started: (generation) => {
         // The first event: every later one names the generation.
-        started = true
+        llmStarted = ref
         provider = generation.provider
         const { generationId, model } = generation
         log.setGeneration(generationId)
@@ -162,17 +178,15 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
           ...(finishReason === null ? {} : { finishReason }),
           ...(usage === null ? {} : { usage })
         }, ref)
-    }).pipe(
-      Effect.onExit((exit) =>
-        Effect.sync(() => {
-          if (Exit.isSuccess(exit) || !started) return
-          const error = errorFor(exit.cause)
-          if (error !== undefined) log.emit({ type: "llm.stream.error", error }, ref)
-          log.emit({ type: "llm.stream.done", status: error === undefined ? "aborted" : "error" }, ref)
-        })
-      ),
-      Effect.map((answer) => ({ value: answer, output: null }))
-    )
+    }).pipe(Effect.map((answer) => ({ value: answer, output: null })))
+  }
+
+  /** The `llm` step's last words when it failed once streaming: the stream's error and end, before the step's own end. */
+  const llmEnding = (exit: Exit.Exit<unknown, unknown>) => {
+    if (Exit.isSuccess(exit) || llmStarted === undefined) return
+    const error = errorFor(exit.cause)
+    if (error !== undefined) log.emit({ type: "llm.stream.error", error }, llmStarted)
+    log.emit({ type: "llm.stream.done", status: error === undefined ? "aborted" : "error" }, llmStarted)
   }
 
   const finalize = (exit: Exit.Exit<unknown, unknown>) =>
@@ -223,17 +237,22 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
       }))
     })
 
-  /** The steps, in order; whichever way they end, `finalize` closes the run from their `Exit`. */
-  const steps = Effect.gen(function*() {
-    yield* deps.writeBehind.add(rows)
-    yield* deps.writeBehind.add(log)
+  /**
+   * The steps, in order; whichever way they end, `finalize` closes the run from their `Exit`. A
+   * chain, not a generator: nothing of it stays on the run's stack while a step runs but what
+   * comes after.
+   */
+  const steps = deps.writeBehind.add(rows).pipe(
+    Effect.zipRight(deps.writeBehind.add(log)),
     // Asked to stop before it started (spec 75): no step runs, the model is never called.
-    if (run.abortRequestedAt !== undefined) return yield* Effect.interrupt
-    const prompt = yield* step("pre", deps.pre.label, () => deps.pre.run(context))
-    const answer = yield* step("llm", "Generating answer", llm(prompt))
-    const { content } = yield* step("post", deps.post.label, () => deps.post.run({ ...context, answer }))
-    if (content !== undefined) rows.text(context.assistantVariantId, content)
-  })
+    Effect.zipRight(Effect.suspend(() => run.abortRequestedAt !== undefined ? Effect.interrupt : Effect.void)),
+    Effect.zipRight(Effect.suspend(() => step("pre", deps.pre.label, () => deps.pre.run(context)))),
+    Effect.flatMap((prompt) => step("llm", "Generating answer", llm(prompt), llmEnding)),
+    Effect.flatMap((answer) => step("post", deps.post.label, () => deps.post.run({ ...context, answer }))),
+    Effect.map(({ content }) => {
+      if (content !== undefined) rows.text(context.assistantVariantId, content)
+    })
+  )
 
   return { steps, finalize } as const
 }

@@ -167,19 +167,20 @@ export class Runner extends Effect.Service<Runner>()("turn-runner/Runner", {
         deadlines.delete(context.runId)
       })
       // The fiber is the run's own: its log annotations and its span are set on it, not around it,
-      // and one finalizer closes the run, forgets it here and ends the span.
+      // and one finalizer closes the run, forgets it here and ends the span. Written as a chain, not
+      // a generator: a generator suspended in its last `yield*` stays on the stack (with everything
+      // it can reach) for as long as the run streams.
       runFork(
         context.runId,
-        Effect.gen(function*() {
-          yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.union(HashMap.make(["runId", context.runId], ["chatId", context.chatId])))
-          const span = yield* Tracing.openSpan("turn.run", {
+        FiberRef.update(FiberRef.currentLogAnnotations, HashMap.union(HashMap.make(["runId", context.runId], ["chatId", context.chatId]))).pipe(
+          Effect.zipRight(Tracing.openSpan("turn.run", {
             attributes: { "turn.run_id": context.runId, "turn.chat_id": context.chatId, "turn.trigger": context.trigger },
             ...(Option.isSome(parent) ? { parent: parent.value } : {})
-          })
-          yield* program.steps.pipe(
-            Effect.onExit((exit) => program.finalize(exit).pipe(Effect.ensuring(forget), Effect.ensuring(span.close(exit))))
+          })),
+          Effect.flatMap((span) =>
+            Effect.onExit(program.steps, (exit) => program.finalize(exit).pipe(Effect.ensuring(forget), Effect.ensuring(span.close(exit))))
           )
-        })
+        )
       )
       // The run's fiber ran at once, as far as its model request; that request's bytes leave
       // before the caller goes on: Node writes a request in `process.nextTick`, which waits until
