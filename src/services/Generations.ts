@@ -243,24 +243,34 @@ export class Generations extends Effect.Service<Generations>()("turn-runner/Gene
             sink.finished(finishReason, usage)
           }
         })
-        return yield* Effect.suspend(() => {
-          sink.started({ generationId, provider: model.provider, model: modelName })
-          return answer
-        }).pipe(
-          // A model that stopped without saying it finished cut the answer short (spec 90).
-          Effect.zipRight(Effect.suspend(() => finished === undefined ? Effect.fail(unfinished) : Effect.succeed(text))),
-          // One finalizer, from the first write on: the watchdog and the coalescing let go, the row
-          // closed, then the span.
-          Effect.onExit((exit) =>
-            Effect.suspend(() => {
-              listening.delete(listener)
-              return (coalescing === undefined ? close(exit) : Effect.zipRight(Fiber.interrupt(coalescing), close(exit))).pipe(
-                Effect.ensuring(closeSpan(exit))
-              )
-            })
+        // One finalizer, from the first write on: the watchdog and the coalescing let go, the row
+        // closed, then the span.
+        const ending = (exit: Exit.Exit<string, GenerationFailed>) =>
+          Effect.suspend(() => {
+            listening.delete(listener)
+            return (coalescing === undefined ? close(exit) : Effect.zipRight(Fiber.interrupt(coalescing), close(exit))).pipe(
+              Effect.ensuring(closeSpan(exit))
+            )
+          })
+        // Returned, not run here: this generator ends, so nothing of it stays on the fiber's stack
+        // while the answer streams, and the finalizer and the answer's check are one frame.
+        return Effect.uninterruptibleMask((restore) =>
+          Effect.matchCauseEffect(
+            restore(Effect.suspend(() => {
+              sink.started({ generationId, provider: model.provider, model: modelName })
+              return answer
+            })),
+            {
+              onFailure: (cause) => Effect.zipRight(ending(Exit.failCause(cause)), Effect.failCause(cause)),
+              onSuccess: () => {
+                // A model that stopped without saying it finished cut the answer short (spec 90).
+                const exit = finished === undefined ? Exit.fail(unfinished) : Exit.succeed(text)
+                return Effect.zipRight(ending(exit), exit)
+              }
+            }
           )
         )
-      })
+      }).pipe(Effect.flatten)
 
     /** The same generation as a `Stream`: for programs that consume it as values. */
     const generate = (request: GenerateRequest): Stream.Stream<GenerationEvent, GenerationFailed> =>
