@@ -145,7 +145,13 @@ export const make = (options: PgliteClientOptions) =>
     const execute = (sql: string, values: ReadonlyArray<unknown>, transformRows: TransformRows) =>
       transformRows ? Effect.map(rows(sql, values), transformRows) : rows(sql, values)
 
-    const connection: SqlConnection.Connection = {
+    // The wait for the permit inherits its caller's interruptibility: a statement in a finalizer of
+    // an interrupted fiber (closing a row after an abort) must still run, so never force it open.
+    const semaphore = yield* Effect.makeSemaphore(1)
+    const permitted = semaphore.withPermits(1)
+
+    /** The backend as a transaction holds it: its permit taken for the whole transaction. */
+    const held: SqlConnection.Connection = {
       execute,
       executeUnprepared: execute,
       executeRaw: (sql, values) => run(() => db.query(sql, params(values))),
@@ -158,13 +164,17 @@ export const make = (options: PgliteClientOptions) =>
       executeStream: (sql, values, transformRows) => Stream.fromIterableEffect(execute(sql, values, transformRows))
     }
 
-    // The wait for the permit inherits its caller's interruptibility: a statement in a finalizer of
-    // an interrupted fiber (closing a row after an abort) must still run, so never force it open.
-    const semaphore = yield* Effect.makeSemaphore(1)
-    const acquirer = Effect.as(
-      Effect.acquireRelease(semaphore.take(1), () => semaphore.release(1)),
-      connection
-    )
+    /**
+     * The backend for one statement, which takes the permit for as long as it runs: around the
+     * call, not through a scoped acquirer, so the statement's scope has no finalizer to run.
+     */
+    const single: SqlConnection.Connection = {
+      execute: (sql, values, transformRows) => permitted(held.execute(sql, values, transformRows)),
+      executeUnprepared: (sql, values, transformRows) => permitted(held.executeUnprepared(sql, values, transformRows)),
+      executeRaw: (sql, values) => permitted(held.executeRaw(sql, values)),
+      executeValues: (sql, values) => permitted(held.executeValues(sql, values)),
+      executeStream: (sql, values, transformRows) => Stream.fromIterableEffect(permitted(execute(sql, values, transformRows)))
+    }
 
     const compiler = PgClient.makeCompiler(options.transformQueryNames)
     const transformRows = options.transformResultNames
@@ -172,8 +182,8 @@ export const make = (options: PgliteClientOptions) =>
       : undefined
 
     return yield* SqlClient.make({
-      acquirer,
-      transactionAcquirer: acquirer,
+      acquirer: Effect.succeed(single),
+      transactionAcquirer: Effect.as(Effect.acquireRelease(semaphore.take(1), () => semaphore.release(1)), held),
       compiler,
       spanAttributes: [["db.system.name", "postgresql"], ["db.namespace", "pglite"]],
       ...(transformRows ? { transformRows } : {})
