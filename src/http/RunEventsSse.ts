@@ -1,9 +1,11 @@
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Effect, Scope } from "effect"
+import { Effect } from "effect"
+import type { Scope } from "effect"
 import { Readable } from "node:stream"
 import * as Zlib from "node:zlib"
 import { isTerminal } from "../domain/RunEvent.ts"
 import * as Metrics from "../services/observability/Metrics.ts"
+import { acquireForScope } from "../services/ScopedResource.ts"
 import type { Follower } from "../services/runner/RunEvents.ts"
 import { encodeEvent, keepAlive, sseHeaders } from "./Sse.ts"
 
@@ -36,29 +38,22 @@ export const runEventsResponse = (
       if (text === null) done = true
       body.push(text)
     }
-    // Closed with the request's scope. A finalizer added with `Scope.addFinalizer` keeps nothing of
-    // the fiber that added it (`acquireRelease` keeps a copy of its fiber refs for as long as the
-    // stream lasts: kilobytes per open stream).
-    const body = yield* Effect.flatMap(Effect.scope, (scope) =>
-      Effect.suspend(() => {
+    // Closed with the request's scope.
+    const body = yield* acquireForScope(
+      () => {
         Metrics.move(Metrics.sseClients, 1)
         options.streams.opened()
-        const body = new Readable({ read() {} })
-        return Effect.as(
-          Scope.addFinalizer(
-            scope,
-            Effect.suspend(() => {
-              done = true
-              body.destroy()
-              Metrics.move(Metrics.sseClients, -1)
-              options.streams.closed()
-              return delivered || options.onDisconnect === undefined ? Effect.void : options.onDisconnect
-            })
-          ),
-          body
-        )
-      })
-    ).pipe(Effect.uninterruptible)
+        return new Readable({ read() {} })
+      },
+      (body) =>
+        Effect.suspend(() => {
+          done = true
+          body.destroy()
+          Metrics.move(Metrics.sseClients, -1)
+          options.streams.closed()
+          return delivered || options.onDisconnect === undefined ? Effect.void : options.onDisconnect
+        })
+    )
     yield* subscribe({
       events: (entries) => {
         let frames = ""

@@ -31,8 +31,6 @@ const as = (credential: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 const keyOf = (owner: string) => Effect.map(Effect.flatMap(ApiKeys, (keys) => keys.create(owner)), ({ key }) => key)
 
-/** Every table a request could write to, counted. */
-/** Every table's rows; with `liveRunId`, the journal without that live run's events (which go on coming). */
 /** Rows in every table; the journal without the events of `liveRunIds`, which stream (and are written behind) meanwhile. */
 const tableCountsBeside = (...liveRunIds: ReadonlyArray<string>) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient

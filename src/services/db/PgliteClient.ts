@@ -173,7 +173,8 @@ export const make = (options: PgliteClientOptions) =>
       executeUnprepared: (sql, values, transformRows) => permitted(held.executeUnprepared(sql, values, transformRows)),
       executeRaw: (sql, values) => permitted(held.executeRaw(sql, values)),
       executeValues: (sql, values) => permitted(held.executeValues(sql, values)),
-      executeStream: (sql, values, transformRows) => Stream.fromIterableEffect(permitted(execute(sql, values, transformRows)))
+      // Read whole under the permit, then streamed (as `held` does).
+      executeStream: (sql, values, transformRows) => Stream.fromIterableEffect(permitted(held.execute(sql, values, transformRows)))
     }
 
     const compiler = PgClient.makeCompiler(options.transformQueryNames)

@@ -1,4 +1,6 @@
-import { Effect, Scope } from "effect"
+import { Effect } from "effect"
+import type { Scope } from "effect"
+import { acquireForScope } from "../ScopedResource.ts"
 
 /** One follower's keep-alive, while its scope lasts. */
 export interface Heartbeat {
@@ -45,16 +47,15 @@ export class Heartbeats extends Effect.Service<Heartbeats>()("turn-runner/Heartb
 
     /** `beat` whenever nothing was sent for `everyMs` (a keep-alive), until the scope closes. */
     const register = (everyMs: number, beat: () => void): Effect.Effect<Heartbeat, never, Scope.Scope> =>
-      Effect.flatMap(Effect.scope, (scope) =>
-        Effect.suspend(() => {
+      Effect.map(
+        acquireForScope(() => {
           const entry: Beating = { lastAt: clock.unsafeCurrentTimeMillis(), everyMs, beat }
           beating.add(entry)
           if (entry.lastAt + everyMs < wakeAt) sooner.unsafeOpen()
-          // A scope's own finalizer: it keeps nothing of the fiber that registered (an open stream's whole life).
-          return Effect.as(Scope.addFinalizer(scope, Effect.sync(() => beating.delete(entry))), {
-            touch: () => void (entry.lastAt = clock.unsafeCurrentTimeMillis())
-          })
-        })).pipe(Effect.uninterruptible)
+          return entry
+        }, (entry) => Effect.sync(() => beating.delete(entry))),
+        (entry): Heartbeat => ({ touch: () => void (entry.lastAt = clock.unsafeCurrentTimeMillis()) })
+      )
 
     return { register } as const
   })

@@ -1,9 +1,11 @@
-import { Duration, Effect, Exit, Mailbox, Option, Scope, Stream } from "effect"
+import { Duration, Effect, Exit, Mailbox, Option, Stream } from "effect"
+import type { Scope } from "effect"
 import type { RunId } from "../../domain/Ids.ts"
 import { isTerminal } from "../../domain/RunEvent.ts"
 import type { RunEvent } from "../../domain/RunEvent.ts"
 import { AppConfig } from "../AppConfig.ts"
 import { Relay } from "../cluster/Relay.ts"
+import { acquireForScope } from "../ScopedResource.ts"
 import type { RelayMessage } from "../cluster/Relay.ts"
 import { Journal } from "../journal/Journal.ts"
 import type { JournalEntry } from "../journal/Journal.ts"
@@ -92,17 +94,15 @@ export class RunEvents extends Effect.Service<RunEvents>()("turn-runner/RunEvent
         if (Option.isSome(log)) {
           // Held back while the journal is read, so the order stays that of `seq`.
           let held: Array<JournalEntry> | undefined = []
-          const { journaledSeq, pending } = yield* Effect.uninterruptible(Effect.tap(
-            Effect.sync(() =>
+          const { journaledSeq, pending } = yield* acquireForScope(
+            () =>
               log.value.subscribe((entries) => {
                 if (held === undefined) deliver(entries)
                 else for (const entry of entries) held.push(entry)
-              })
-            ),
-            // The finalizer keeps only the unsubscribe: not the events pending at the start, nor
-            // (a scope's own finalizer) a copy of this fiber's refs.
-            ({ unsubscribe }) => Effect.flatMap(Effect.scope, (scope) => Scope.addFinalizer(scope, Effect.sync(unsubscribe)))
-          ))
+              }),
+            // The finalizer keeps only the unsubscribe, not the events pending at the start.
+            ({ unsubscribe }) => Effect.sync(unsubscribe)
+          )
           // Nothing to read when the client is already past what the journal holds (a new turn's client).
           if (journaledSeq > after) deliver(yield* read(runId, after, journaledSeq))
           deliver(pending)

@@ -246,7 +246,7 @@ export const runProgram = (deps: RunProgramDeps, context: RunContext, run: LiveR
     Effect.zipRight(deps.writeBehind.add(log)),
     // Asked to stop before it started (spec 75): no step runs, the model is never called.
     Effect.zipRight(Effect.suspend(() => run.abortRequestedAt !== undefined ? Effect.interrupt : Effect.void)),
-    Effect.zipRight(Effect.suspend(() => step("pre", deps.pre.label, () => deps.pre.run(context)))),
+    Effect.zipRight(step("pre", deps.pre.label, () => deps.pre.run(context))),
     Effect.flatMap((prompt) => step("llm", "Generating answer", llm(prompt), llmEnding)),
     Effect.flatMap((answer) => step("post", deps.post.label, () => deps.post.run({ ...context, answer }))),
     Effect.map(({ content }) => {
